@@ -1,0 +1,123 @@
+"""Decode + per-class NMS for a whole batch at once, in torch (CPU or GPU). No Python loop over classes or boxes.
+
+Semantics (shared with the numpy path in `postprocess_numpy` and the NMS-in-graph ONNX export):
+softmax → decode → clip to [0, 1] → per class keep scores > score_threshold, then that class's best
+`topk_candidates` (None = all) → drop boxes narrower or shorter than `min_size` → per-class NMS (IoU >
+iou_threshold suppresses) → the best `max_detections` per image, sorted by score (descending).
+Candidates enter NMS in (image, class, per-class score rank) order and ties are broken stably in that order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ssdtrt.config import VARIANCES, PostprocessSpec
+from ssdtrt.detections import Detections
+
+if TYPE_CHECKING:
+    import torch
+
+
+def postprocess(
+    locs: torch.Tensor,
+    logits: torch.Tensor,
+    priors: torch.Tensor | np.ndarray,
+    *,
+    score_threshold: float = 0.01,
+    iou_threshold: float = 0.45,
+    topk_candidates: int | None = 400,
+    max_detections: int = 200,
+    min_size: float = 0.0,
+    variances: tuple[float, ...] = VARIANCES,
+    scores_are_probs: bool = False,
+    boxes_are_decoded: bool = False,
+) -> list[Detections]:
+    """Detections per image from head outputs `locs [N, P, 4]` and `logits [N, P, C]` (class 0 = background).
+
+    `priors` is [P, 4] (cx, cy, w, h). With `boxes_are_decoded` / `scores_are_probs` the inputs are the outputs of
+    a `decoded` export (xyxy boxes, softmax scores) and those steps are skipped.
+    """
+    import torch
+
+    if locs.ndim != 3 or logits.ndim != 3 or locs.shape[:2] != logits.shape[:2] or locs.shape[-1] != 4:
+        raise ValueError(f"expected locs [N, P, 4] and logits [N, P, C], got {tuple(locs.shape)} and {tuple(logits.shape)}")
+    probs = logits.float() if scores_are_probs else torch.softmax(logits.float(), dim=-1)
+    if boxes_are_decoded:
+        boxes = locs.float()
+    else:
+        from ssdtrt.codec import decode
+
+        priors_t = torch.as_tensor(np.asarray(priors) if not isinstance(priors, torch.Tensor) else priors)
+        boxes = decode(locs.float(), priors_t.to(device=locs.device, dtype=torch.float32), variances)
+    boxes = boxes.clamp(0.0, 1.0)
+    return _select(boxes, probs[..., 1:], score_threshold, iou_threshold, topk_candidates, max_detections, min_size)
+
+
+def postprocess_spec(
+    locs: torch.Tensor, logits: torch.Tensor, priors: Any, spec: PostprocessSpec, **kwargs: Any
+) -> list[Detections]:
+    """`postprocess` with the settings of a PostprocessSpec (e.g. a preset's defaults)."""
+    return postprocess(
+        locs,
+        logits,
+        priors,
+        score_threshold=spec.score_threshold,
+        iou_threshold=spec.iou_threshold,
+        topk_candidates=spec.topk_candidates,
+        max_detections=spec.max_detections,
+        min_size=spec.min_size,
+        **kwargs,
+    )
+
+
+def _select(
+    boxes_xyxy: torch.Tensor,
+    class_scores: torch.Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    topk_candidates: int | None,
+    max_detections: int,
+    min_size: float,
+) -> list[Detections]:
+    """Thresholds, per-class top-k, min size, batched per-class NMS and per-image cap on [N, P, 4] / [N, P, K]."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    n_img, n_pri, n_cls = class_scores.shape
+    scores_ncp = class_scores.transpose(1, 2)  # [N, K, P]
+    if topk_candidates is not None and topk_candidates < n_pri:
+        cand_scores, cand_idx = scores_ncp.topk(topk_candidates, dim=-1, sorted=True)
+    else:  # no per-class cap: every prior is a candidate, ranked by score
+        cand_scores, cand_idx = scores_ncp.sort(dim=-1, descending=True, stable=True)
+    keep = cand_scores > score_threshold  # [N, K, k]
+    img_idx, cls_idx, rank_idx = keep.nonzero(as_tuple=True)  # (image, class, rank) order
+    prior_idx = cand_idx[img_idx, cls_idx, rank_idx]
+    cand_boxes = boxes_xyxy[img_idx, prior_idx]
+    cand_scores = cand_scores[img_idx, cls_idx, rank_idx]
+    if min_size > 0:
+        wh = cand_boxes[:, 2:] - cand_boxes[:, :2]
+        big = (wh >= min_size).all(dim=1)
+        img_idx, cls_idx, cand_boxes, cand_scores = img_idx[big], cls_idx[big], cand_boxes[big], cand_scores[big]
+    # Per-(image, class) NMS in one call. torchvision picks a per-group loop or its coordinate-offset trick by
+    # size; float64 keeps offset coordinates exact (float32 loses ~1e-3 at offsets in the thousands).
+    group = img_idx * n_cls + cls_idx
+    kept = batched_nms(cand_boxes.to(torch.float64), cand_scores.to(torch.float64), group, iou_threshold)
+    # Deterministic order: score descending, ties by candidate order (batched_nms does not promise stability).
+    kept = kept.sort().values
+    kept = kept[torch.sort(cand_scores[kept], descending=True, stable=True).indices]
+    kept_img = img_idx[kept]
+    # Stable sort by image keeps the score order inside each image; then cap each image at max_detections.
+    order = torch.sort(kept_img, stable=True).indices
+    kept, kept_img = kept[order], kept_img[order]
+    counts = torch.bincount(kept_img, minlength=n_img)
+    starts = torch.cumsum(counts, 0) - counts
+    rank_in_img = torch.arange(kept.numel(), device=kept.device) - starts[kept_img]
+    cap = rank_in_img < max_detections
+    kept, kept_img = kept[cap], kept_img[cap]
+    per_img = torch.bincount(kept_img, minlength=n_img).tolist()
+    out_boxes = cand_boxes[kept].split(per_img)
+    out_scores = cand_scores[kept].split(per_img)
+    out_labels = (cls_idx[kept] + 1).to(torch.int64).split(per_img)
+    return [Detections(b, s, lab) for b, s, lab in zip(out_boxes, out_scores, out_labels)]
