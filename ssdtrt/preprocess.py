@@ -1,0 +1,37 @@
+"""Image → network input, torch-free (opencv + numpy). Training eval, calibration and every runtime use this one
+function so that INT8 calibration sees exactly what inference sees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from ssdtrt.config import Preprocess
+
+_INTERP = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
+
+
+def resize_rgb(image_rgb: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """Resize an HxWx3 uint8 RGB image to the network size (no letterbox: SSD is trained on stretched images)."""
+    if image_rgb.shape[0] == spec.height and image_rgb.shape[1] == spec.width:
+        return image_rgb
+    return cv2.resize(image_rgb, (spec.width, spec.height), interpolation=_INTERP[spec.interpolation])
+
+
+def normalize_batch(images_rgb: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """[N, H, W, 3] uint8 RGB at network size → [N, 3, H, W] float32 normalized ((x/255 - mean) / std)."""
+    x = images_rgb.astype(np.float32)
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
+    scale = 1.0 / (255.0 * np.asarray(spec.std, dtype=np.float32))
+    shift = np.asarray(spec.mean, dtype=np.float32) / np.asarray(spec.std, dtype=np.float32)
+    x = x * scale - shift
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def preprocess_images(images_rgb: Sequence[np.ndarray], spec: Preprocess) -> np.ndarray:
+    """Decoded RGB uint8 images of any sizes → one normalized NCHW float32 batch."""
+    resized = np.stack([resize_rgb(img, spec) for img in images_rgb])
+    return normalize_batch(resized, spec)

@@ -1,0 +1,77 @@
+"""The runner interface every backend implements (Polygraphy style), torch-free.
+
+    with open_runner("export/model.onnx") as runner:      # activate() / deactivate()
+        outputs = runner.infer({"images": batch})          # dict[str, np.ndarray]
+
+A runner is created from an artifact and its manifest; it knows nothing about images or detections.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str, ...]  # str = dynamic dimension
+
+
+class Runner(abc.ABC):
+    """Loads one model for one backend. `infer` takes and returns host numpy arrays keyed by tensor name."""
+
+    backend: str = "abstract"
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.is_active = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}:{self.manifest.precision}"
+
+    def activate(self) -> None:
+        if not self.is_active:
+            self._activate()
+            self.is_active = True
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self._deactivate()
+            self.is_active = False
+
+    def __enter__(self) -> Runner:
+        self.activate()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.deactivate()
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.is_active:
+            self.activate()
+        return self._infer(feeds)
+
+    @abc.abstractmethod
+    def _activate(self) -> None: ...
+
+    @abc.abstractmethod
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _deactivate(self) -> None:
+        """Release sessions, engines, buffers (default: nothing to release)."""
+
+    @abc.abstractmethod
+    def input_metadata(self) -> dict[str, TensorMeta]: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Backend details for reports (device, threads, precision)."""
+        return {"backend": self.backend, "precision": self.manifest.precision}
