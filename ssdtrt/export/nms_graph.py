@@ -1,0 +1,172 @@
+"""Per-class NMS as a standard-ONNX subgraph appended to a `decoded` graph (no plugin; TensorRT parses it natively).
+
+Same semantics as `ssdtrt.postprocess`, step by step:
+
+1. per class c ≥ 1: TopK(k = topk_candidates or P) of scores[:, :, c] (sorted; ties → lower prior index first);
+2. keep candidates with score > score_threshold and, if min_size > 0, width and height ≥ min_size; the rest get
+   score -1 (scores are probabilities ≥ 0, so NonMaxSuppression's own score_threshold of 0 drops exactly them,
+   whichever of > / ≥ a backend implements);
+3. one NonMaxSuppression with batch = N·(C-1) and one class per batch entry, so every (image, class) candidate set
+   stays separate; at most min(k, K) boxes kept per class;
+4. kept scores are scattered back into a dense [N, (C-1)·k] matrix in (class, rank) order (the rest -1) and a
+   TopK(K) per image picks the best K = max_detections; TopK breaks ties by the lower index, i.e. candidate order,
+   exactly as the torch path's stable sort;
+5. fixed-size outputs, padded: num_detections [N] int32, boxes [N, K, 4] (xyxy normalized), scores [N, K],
+   labels [N, K] int32 (1..C-1; padding rows are zeros).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ssdtrt.config import PostprocessSpec
+
+#: Names of the graph outputs of an `nms` export, in order.
+NMS_OUTPUTS: tuple[str, ...] = ("num_detections", "boxes", "scores", "labels")
+#: Every node of the appended subgraph has a name starting with this (fp16 / int8 keep these in fp32).
+NMS_PREFIX = "nms/"
+
+
+class _Builder:
+    """Tiny helper: named nodes and constant initializers under the `nms/` prefix."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        full = f"{NMS_PREFIX}{name}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value), full))
+        return full
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, **attrs: object) -> list[str]:
+        self._n += 1
+        name = f"{NMS_PREFIX}{op_type}_{self._n}"
+        outs = [f"{name}_o{i}" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=name, **attrs))
+        return outs
+
+    def one(self, op_type: str, inputs: list[str], **attrs: object) -> str:
+        return self.op(op_type, inputs, 1, **attrs)[0]
+
+
+def nms_sizes(num_priors: int, num_classes: int, settings: PostprocessSpec) -> tuple[int, int, int]:
+    """(k candidates per class, boxes kept per class by NMS, K_eff = per-image TopK size before padding)."""
+    k = num_priors if settings.topk_candidates is None else min(int(settings.topk_candidates), num_priors)
+    per_class = min(k, settings.max_detections)
+    return k, per_class, min(settings.max_detections, (num_classes - 1) * k)
+
+
+def append_nms(
+    model: onnx.ModelProto,
+    boxes_name: str,
+    scores_name: str,
+    *,
+    num_priors: int,
+    num_classes: int,
+    settings: PostprocessSpec,
+    batch: int | str,
+) -> onnx.ModelProto:
+    """Replace the graph outputs `boxes_name [N,P,4]` / `scores_name [N,P,C]` with the fixed-size NMS outputs."""
+    if settings.score_threshold < 0:
+        raise ValueError("score_threshold must be >= 0 for the nms export (scores are probabilities)")
+    c1, p = num_classes - 1, num_priors
+    k, per_class, k_eff = nms_sizes(p, num_classes, settings)
+    m = c1 * k
+    b = _Builder()
+    i64 = lambda *v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    f32 = lambda *v: np.asarray(v, dtype=np.float32)  # noqa: E731
+
+    # 1. per-class top-k candidates: [N, C-1, k] scores and prior indices
+    cls = b.one("Slice", [scores_name, b.const("c_start", i64(1)), b.const("c_end", i64(num_classes)), b.const("c_axis", i64(2))])
+    cls_t = b.one("Transpose", [cls], perm=[0, 2, 1])
+    cand_s, cand_i = b.op("TopK", [cls_t, b.const("k", i64(k))], 2, axis=-1, largest=1, sorted=1)
+    shape_nm = b.const("shape_nm", i64(0, -1))
+    idx_flat = b.one("Reshape", [cand_i, shape_nm])  # [N, M]
+    expand4 = b.const("expand4", i64(1, 1, 4))
+    axis2 = b.const("axis2", i64(2))
+    idx4 = b.one("Expand", [b.one("Unsqueeze", [idx_flat, axis2]), expand4])
+    cand_boxes = b.one("GatherElements", [boxes_name, idx4], axis=1)  # [N, M, 4] in (class, rank) order
+    s_flat = b.one("Reshape", [cand_s, shape_nm])
+
+    # 2. score threshold and min size → masked scores (-1 = not a candidate)
+    keep = b.one("Greater", [s_flat, b.const("score_threshold", f32(settings.score_threshold))])
+    if settings.min_size > 0:
+        lo = b.one("Slice", [cand_boxes, b.const("lo_s", i64(0)), b.const("lo_e", i64(2)), axis2])
+        hi = b.one("Slice", [cand_boxes, b.const("hi_s", i64(2)), b.const("hi_e", i64(4)), axis2])
+        wh = b.one("Sub", [hi, lo])
+        ms = b.const("min_size", f32(settings.min_size))
+        w_ok = b.one("GreaterOrEqual", [b.one("Gather", [wh, b.const("i0", i64(0))], axis=2), ms])
+        h_ok = b.one("GreaterOrEqual", [b.one("Gather", [wh, b.const("i1", i64(1))], axis=2), ms])
+        keep = b.one("And", [keep, b.one("And", [w_ok, h_ok])])
+    masked = b.one("Where", [keep, s_flat, b.const("minus_one", f32(-1.0))])
+
+    # 3. NMS, one class per batch entry
+    nms_boxes = b.one("Reshape", [cand_boxes, b.const("shape_bk4", i64(-1, k, 4))])
+    nms_scores = b.one("Reshape", [masked, b.const("shape_b1k", i64(-1, 1, k))])
+    selected = b.one(
+        "NonMaxSuppression",
+        [
+            nms_boxes,
+            nms_scores,
+            b.const("max_per_class", i64(per_class)),
+            b.const("iou_threshold", f32(settings.iou_threshold)),
+            b.const("nms_score_threshold", f32(0.0)),
+        ],
+        center_point_box=0,
+    )
+
+    # 4. scatter kept scores into a dense [N, M] matrix, best K per image
+    sel_b = b.one("Gather", [selected, b.const("col0", i64(0))], axis=1)
+    sel_j = b.one("Gather", [selected, b.const("col2", i64(2))], axis=1)
+    flat_pos = b.one("Add", [b.one("Mul", [sel_b, b.const("k_scalar", np.asarray(k, dtype=np.int64))]), sel_j])
+    masked_all = b.one("Reshape", [masked, b.const("shape_flat", i64(-1))])
+    kept_scores = b.one("Gather", [masked_all, flat_pos], axis=0)
+    fill = b.one(
+        "ConstantOfShape",
+        [b.one("Shape", [masked_all])],
+        value=numpy_helper.from_array(f32(-1.0), "fill"),
+    )
+    dense = b.one("ScatterND", [fill, b.one("Unsqueeze", [flat_pos, b.const("axis1", i64(1))]), kept_scores])
+    dense_nm = b.one("Reshape", [dense, b.const("shape_m", i64(-1, m))])
+    top_s, top_i = b.op("TopK", [dense_nm, b.const("k_final", i64(k_eff))], 2, axis=1, largest=1, sorted=1)
+
+    # 5. fixed-size outputs
+    valid = b.one("Greater", [top_s, b.const("minus_half", f32(-0.5))])
+    num = b.one("ReduceSum", [b.one("Cast", [valid], to=TensorProto.INT32), b.const("axis1b", i64(1))], keepdims=0)
+    top_i4 = b.one("Expand", [b.one("Unsqueeze", [top_i, axis2]), expand4])
+    out_boxes = b.one(
+        "Where",
+        [b.one("Unsqueeze", [valid, axis2]), b.one("GatherElements", [cand_boxes, top_i4], axis=1), b.const("zero_f", f32(0.0))],
+    )
+    out_scores = b.one("Where", [valid, top_s, b.const("zero_s", f32(0.0))])
+    label = b.one("Add", [b.one("Div", [top_i, b.const("k_div", np.asarray(k, dtype=np.int64))]), b.const("one", np.asarray(1, dtype=np.int64))])
+    out_labels = b.one("Where", [valid, b.one("Cast", [label], to=TensorProto.INT32), b.const("zero_i", np.asarray(0, dtype=np.int32))])
+
+    outputs = {"num_detections": num, "boxes": out_boxes, "scores": out_scores, "labels": out_labels}
+    if k_eff < settings.max_detections:  # fewer candidates than K in total: pad to the fixed size
+        extra = settings.max_detections - k_eff
+        outputs["boxes"] = b.one("Pad", [out_boxes, b.const("pad3", i64(0, 0, 0, 0, extra, 0)), b.const("pad_f", f32(0.0))])
+        outputs["scores"] = b.one("Pad", [out_scores, b.const("pad2", i64(0, 0, 0, extra)), b.const("pad_s", f32(0.0))])
+        outputs["labels"] = b.one(
+            "Pad", [out_labels, b.const("pad2l", i64(0, 0, 0, extra)), b.const("pad_i", np.asarray(0, dtype=np.int32))]
+        )
+    for name, src in outputs.items():  # give the final tensors their public names
+        b.nodes.append(helper.make_node("Identity", [src], [name], name=f"{NMS_PREFIX}out_{name}"))
+
+    graph = model.graph
+    graph.node.extend(b.nodes)
+    graph.initializer.extend(b.inits)
+    kk = settings.max_detections
+    new_outputs = [
+        helper.make_tensor_value_info("num_detections", TensorProto.INT32, [batch]),
+        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [batch, kk, 4]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, kk]),
+        helper.make_tensor_value_info("labels", TensorProto.INT32, [batch, kk]),
+    ]
+    del graph.output[:]
+    graph.output.extend(new_outputs)
+    return model

@@ -1,0 +1,228 @@
+"""ONNX Runtime runner (torch-free): CPU EP everywhere, CUDA EP first where it is usable; reads the manifest.
+
+    with OnnxRuntimeRunner("export/demo_nms.onnx") as runner:
+        outputs = runner.infer({"images": batch})
+
+`onnx_predict_fn` wraps runner + preprocess + the postprocess each export mode needs into `images → Detections`
+(pixels), the form `ssdtrt eval` and `ssdtrt compare` consume.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.detections import Detections
+from ssdtrt.errors import BackendUnavailableError, ClassCountMismatchError, ManifestError
+from ssdtrt.manifest import Manifest, read_manifest
+from ssdtrt.runtime.base import Runner, TensorMeta
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+}
+
+
+def default_providers() -> list[str]:
+    """CUDA EP first when onnxruntime has it and a device answers, then CPU (always)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    providers = ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available and _cuda_device_present():
+        providers.insert(0, "CUDAExecutionProvider")
+    return providers
+
+
+def _cuda_device_present() -> bool:
+    """onnxruntime-gpu lists the CUDA EP even on hosts without a GPU; look for a device node / driver first."""
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+class OnnxRuntimeRunner(Runner):
+    """One ONNX model in one onnxruntime InferenceSession."""
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ManifestError(f"{self.path}: no such ONNX file")
+        super().__init__(manifest if manifest is not None else read_manifest(self.path))
+        self._providers = list(providers) if providers is not None else None
+        self.intra_op_threads = intra_op_threads
+        self.inter_op_threads = inter_op_threads
+        self._session: Any = None
+
+    def _activate(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as err:  # pragma: no cover - a hard dependency, but keep the message clear
+            raise BackendUnavailableError("onnxruntime is not installed (pip install onnxruntime)") from err
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if self.intra_op_threads:
+            opts.intra_op_num_threads = int(self.intra_op_threads)
+        if self.inter_op_threads:
+            opts.inter_op_num_threads = int(self.inter_op_threads)
+        providers = self._providers or default_providers()
+        try:
+            self._session = ort.InferenceSession(str(self.path), opts, providers=providers)
+        except Exception as err:  # noqa: BLE001 - ORT raises its own exception types
+            raise ManifestError(f"{self.path}: onnxruntime cannot load it ({str(err).splitlines()[0]})") from err
+        self._check_against_manifest()
+
+    def _check_against_manifest(self) -> None:
+        """The graph's class axis must agree with the manifest (a swapped or stale sidecar is caught here)."""
+        outs = {o.name: o.shape for o in self._session.get_outputs()}
+        for name in ("logits", "scores"):
+            shape = outs.get(name)
+            if shape is not None and len(shape) == 3 and isinstance(shape[2], int):
+                if shape[2] != self.manifest.num_classes:
+                    raise ClassCountMismatchError(
+                        f"{self.path}: output {name!r} has {shape[2]} classes, its manifest says {self.manifest.num_classes}"
+                    )
+        expected = {t.name for t in self.manifest.outputs}
+        if expected and expected != set(outs):
+            raise ManifestError(f"{self.path}: outputs {sorted(outs)} disagree with the manifest's {sorted(expected)}")
+
+    def _deactivate(self) -> None:
+        self._session = None
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self._session.get_outputs()]
+        results = self._session.run(names, feeds)
+        return dict(zip(names, results))
+
+    def input_metadata(self) -> dict[str, TensorMeta]:
+        if self._session is None:
+            return {t.name: TensorMeta(t.name, np.dtype(t.dtype), tuple(t.shape)) for t in self.manifest.inputs}
+        return {
+            i.name: TensorMeta(i.name, np.dtype(_ORT_TYPES.get(i.type, np.float32)), tuple(i.shape))
+            for i in self._session.get_inputs()
+        }
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers()) if self._session is not None else list(self._providers or [])
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The static batch size of the input, or None for a dynamic batch."""
+        dim = self.manifest.inputs[0].shape[0]
+        return dim if isinstance(dim, int) else None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "providers": self.providers,
+            "intra_op_threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
+            "export_mode": self.manifest.export_mode,
+        }
+
+
+def run_batched(runner: OnnxRuntimeRunner, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a preprocessed [N, 3, H, W] batch; a static-batch model is fed in chunks (the last one zero-padded)."""
+    fixed = runner.fixed_batch
+    name = runner.manifest.inputs[0].name
+    if fixed is None or images.shape[0] == fixed:
+        return runner.infer({name: images})
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, images.shape[0], fixed):
+        chunk = images[start : start + fixed]
+        n = chunk.shape[0]
+        if n < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
+        parts.append({k: v[:n] for k, v in runner.infer({name: chunk}).items()})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def outputs_to_detections(outputs: dict[str, np.ndarray], manifest: Manifest, **overrides: Any) -> list[Detections]:
+    """Normalized Detections per image from the outputs of any export mode (postprocess settings from the manifest)."""
+    mode = manifest.export_mode
+    class_names = tuple(manifest.class_names)
+    if mode == "nms":
+        num = outputs["num_detections"].astype(np.int64)
+        return [
+            Detections(
+                outputs["boxes"][i, : num[i]].astype(np.float32),
+                outputs["scores"][i, : num[i]].astype(np.float32),
+                outputs["labels"][i, : num[i]].astype(np.int64),
+                class_names,
+            )
+            for i in range(num.shape[0])
+        ]
+    from ssdtrt.config import PostprocessSpec
+
+    spec = manifest.model_spec
+    settings = {**(manifest.postprocess or PostprocessSpec().__dict__), **{k: v for k, v in overrides.items() if v is not None}}
+    if mode == "raw":
+        a, b, flags = outputs["locs"], outputs["logits"], {}
+    else:
+        a, b, flags = outputs["boxes"], outputs["scores"], {"boxes_are_decoded": True, "scores_are_probs": True}
+    from ssdtrt.priors import default_boxes
+
+    priors = default_boxes(spec)
+    dets = _postprocess_any(a.astype(np.float32), b.astype(np.float32), priors, spec.variances, settings, flags)
+    return [Detections(d.boxes, d.scores, d.labels, class_names) for d in dets]
+
+
+def _postprocess_any(
+    locs: np.ndarray, logits: np.ndarray, priors: np.ndarray, variances: Any, settings: dict[str, Any], flags: dict[str, bool]
+) -> list[Detections]:
+    """The numpy postprocess when present (no torch on deployment hosts), else the torch one."""
+    kwargs = {k: settings[k] for k in ("score_threshold", "iou_threshold", "topk_candidates", "max_detections", "min_size")}
+    try:
+        from ssdtrt.postprocess_numpy import postprocess_numpy
+    except ImportError:
+        postprocess_numpy = None
+    if postprocess_numpy is not None:
+        dets = postprocess_numpy(locs, logits, priors, variances=tuple(variances), **kwargs, **flags)
+        return [d.numpy() for d in dets]
+    import torch
+
+    from ssdtrt.postprocess import postprocess
+
+    dets = postprocess(torch.from_numpy(locs), torch.from_numpy(logits), priors, variances=tuple(variances), **kwargs, **flags)
+    return [d.numpy() for d in dets]
+
+
+def onnx_predict_fn(
+    path: str | os.PathLike[str],
+    *,
+    batch_size: int = 8,
+    providers: Sequence[str] | None = None,
+    intra_op_threads: int | None = None,
+    **postprocess_overrides: Any,
+) -> Callable[[Sequence[np.ndarray]], list[Detections]]:
+    """`predict(images_rgb) → Detections in pixels` for an exported ONNX (any mode and precision)."""
+    from ssdtrt.preprocess import preprocess_images
+
+    runner = OnnxRuntimeRunner(path, providers=providers, intra_op_threads=intra_op_threads)
+    runner.activate()
+    pre = runner.manifest.model_spec.preprocess
+
+    def predict(images_rgb: Sequence[np.ndarray]) -> list[Detections]:
+        out: list[Detections] = []
+        for start in range(0, len(images_rgb), batch_size):
+            chunk = list(images_rgb[start : start + batch_size])
+            outputs = run_batched(runner, preprocess_images(chunk, pre))
+            dets = outputs_to_detections(outputs, runner.manifest, **postprocess_overrides)
+            out += [d.to_pixels(img.shape[1], img.shape[0]) for d, img in zip(dets, chunk)]
+        return out
+
+    predict.runner = runner  # type: ignore[attr-defined]  # callers may inspect or deactivate it
+    return predict
