@@ -1,0 +1,53 @@
+"""`ssdtrt import-weights`: convert torchvision / NVIDIA SSD300 weights into an ssdtrt checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import-weights")(import_weights_cmd)
+
+
+def import_weights_cmd(
+    src: Annotated[Path, typer.Argument(help="Source checkpoint: a state dict, or a dict with 'model'.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Source format: 'torchvision' (ssd300_vgg16 → preset ssd300-vgg16) or 'nvidia' "
+            "(DeepLearningExamples SSD300 → preset ssd300-resnet50).",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Destination ssdtrt checkpoint (.pt).")],
+    num_classes: Annotated[
+        Optional[int],  # noqa: UP007 - typer needs Optional on older Pythons
+        typer.Option(
+            "--num-classes",
+            help="Classes incl. background (default: the source's). A different count keeps the backbone and box "
+            "heads and re-initialises the classification heads.",
+        ),
+    ] = None,
+) -> None:
+    """Import foreign SSD300 weights (torchvision ssd300_vgg16 or NVIDIA SSD300) as an ssdtrt checkpoint."""
+    from ssdtrt.cli.common import console
+    from ssdtrt.model.weights import SOURCE_PRESETS, UnknownWeightsSourceError, convert_weights
+
+    if source not in SOURCE_PRESETS:  # check before touching SRC or importing torch
+        raise UnknownWeightsSourceError(
+            f"unknown --from {source!r}; choose one of: {', '.join(sorted(SOURCE_PRESETS))}"
+        )
+    con = console()
+    with con.status(f"importing {src} ({source})"):
+        result = convert_weights(src, out, source, num_classes=num_classes)
+    model = result.model
+    n_params = sum(p.numel() for p in model.parameters())
+    for note in result.notes:
+        console(stderr=True).print(f"[yellow]note:[/yellow] {note}")
+    con.print(
+        f"wrote {out}: preset {model.preset}, {model.num_classes} classes (incl. background), "
+        f"{n_params / 1e6:.2f} M parameters, priors {model.spec.priors.num_priors}"
+    )
