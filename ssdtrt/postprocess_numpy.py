@@ -1,0 +1,218 @@
+"""Decode + per-class NMS in numpy, with exactly the semantics of `ssdtrt.postprocess` (torch) — no torch import.
+
+For deployment hosts that have only numpy + onnxruntime / openvino / tensorrt. Same pipeline: softmax → decode →
+clip → per class scores > threshold and the best `topk_candidates` → min size → per-class greedy NMS (IoU >
+threshold suppresses) → best `max_detections` per image sorted by score. Candidates enter NMS in (image, class,
+per-class rank) order; equal scores are ranked by prior index inside a class and by candidate order in the output.
+
+NMS is exact greedy NMS, vectorized: per (image, class) group the candidates are padded to [G, k] (already sorted
+by score), the [G, k, k] matrix "i suppresses j" (IoU > thr and i ranked before j) is built in chunks of groups of
+similar size, and keep_{t+1}[j] = valid[j] and not any_i(keep_t[i] & S[i, j]) is iterated to its fixed point, which
+is the greedy result (position j depends only on positions before it, so the fixed point is unique). IoU is computed
+in float64 from the float32 boxes with torchvision's formula, because the torch path runs NMS in float64: the
+results agree bit for bit at the threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ssdtrt.codec import decode
+from ssdtrt.config import VARIANCES, PostprocessSpec
+from ssdtrt.detections import Detections
+
+#: Elements of one [G, k, k] IoU chunk: small enough to stay in cache (measured fastest) and bound memory.
+NMS_CHUNK_ELEMENTS = 1 << 18
+#: Pairs whose float32 IoU is this close to the threshold are recomputed in float64 (float32 error is ~1e-7).
+IOU_RECHECK_BAND = 1e-5
+
+
+def postprocess_numpy(
+    locs: np.ndarray,
+    logits: np.ndarray,
+    priors: np.ndarray,
+    *,
+    score_threshold: float = 0.01,
+    iou_threshold: float = 0.45,
+    topk_candidates: int | None = 400,
+    max_detections: int = 200,
+    min_size: float = 0.0,
+    variances: tuple[float, ...] = VARIANCES,
+    scores_are_probs: bool = False,
+    boxes_are_decoded: bool = False,
+) -> list[Detections]:
+    """Detections per image (numpy arrays) from `locs [N, P, 4]` and `logits [N, P, C]` (class 0 = background).
+
+    Arguments as `ssdtrt.postprocess.postprocess`; boxes are normalized xyxy clipped to [0, 1].
+    """
+    locs = np.asarray(locs)
+    logits = np.asarray(logits)
+    if locs.ndim != 3 or logits.ndim != 3 or locs.shape[:2] != logits.shape[:2] or locs.shape[-1] != 4:
+        raise ValueError(f"expected locs [N, P, 4] and logits [N, P, C], got {locs.shape} and {logits.shape}")
+    probs = logits.astype(np.float32) if scores_are_probs else softmax(logits.astype(np.float32))
+    if boxes_are_decoded:
+        boxes = locs.astype(np.float32)
+    else:
+        boxes = decode(locs.astype(np.float32), np.asarray(priors, dtype=np.float32), variances)
+    boxes = np.clip(boxes, np.float32(0.0), np.float32(1.0))
+    return _select(boxes, probs[..., 1:], score_threshold, iou_threshold, topk_candidates, max_detections, min_size)
+
+
+def postprocess_numpy_spec(
+    locs: np.ndarray, logits: np.ndarray, priors: np.ndarray, spec: PostprocessSpec, **kwargs: object
+) -> list[Detections]:
+    """`postprocess_numpy` with the settings of a PostprocessSpec (e.g. a manifest's preset defaults)."""
+    return postprocess_numpy(
+        locs,
+        logits,
+        priors,
+        score_threshold=spec.score_threshold,
+        iou_threshold=spec.iou_threshold,
+        topk_candidates=spec.topk_candidates,
+        max_detections=spec.max_detections,
+        min_size=spec.min_size,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis in the input dtype (max-subtracted, as torch does)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
+
+
+def _candidates(
+    scores_nkp: np.ndarray, score_threshold: float, topk_candidates: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, prior, score) of the candidates in (row, rank) order; row = image * K + class.
+
+    Per row: scores > threshold, at most the `topk_candidates` best; equal scores ranked by prior index.
+    """
+    n_rows, n_pri = scores_nkp.shape
+    mask = scores_nkp > np.float32(score_threshold)
+    if topk_candidates is not None and topk_candidates < n_pri:
+        k = max(int(topk_candidates), 0)
+        if k == 0:
+            mask[:] = False
+        else:
+            kth = np.partition(scores_nkp, n_pri - k, axis=1)[:, n_pri - k : n_pri - k + 1]  # k-th largest
+            above = scores_nkp > kth
+            tied = scores_nkp == kth
+            room = k - above.sum(axis=1, keepdims=True)  # tied slots left, filled by prior index
+            mask &= above | (tied & (np.cumsum(tied, axis=1) <= room))
+    rows, pri = np.nonzero(mask)  # row-major: prior index ascending inside a row
+    scores = scores_nkp[rows, pri]
+    order = np.lexsort((-scores, rows))  # stable: by row, then score descending, ties by prior index
+    return rows[order], pri[order], scores[order]
+
+
+def _select(
+    boxes_xyxy: np.ndarray,
+    class_scores: np.ndarray,
+    score_threshold: float,
+    iou_threshold: float,
+    topk_candidates: int | None,
+    max_detections: int,
+    min_size: float,
+) -> list[Detections]:
+    """Thresholds, per-class top-k, min size, per-class NMS and per-image cap on [N, P, 4] / [N, P, K]."""
+    n_img, n_pri, n_cls = class_scores.shape
+    scores_nkp = np.ascontiguousarray(class_scores.transpose(0, 2, 1)).reshape(n_img * n_cls, n_pri)
+    rows, pri, scores = _candidates(scores_nkp, score_threshold, topk_candidates)
+    img_idx, cls_idx = rows // n_cls, rows % n_cls
+    cand_boxes = boxes_xyxy[img_idx, pri]
+    if min_size > 0:
+        wh = cand_boxes[:, 2:] - cand_boxes[:, :2]
+        big = (wh >= np.float32(min_size)).all(axis=1)
+        rows, img_idx, cls_idx, cand_boxes, scores = rows[big], img_idx[big], cls_idx[big], cand_boxes[big], scores[big]
+    kept = np.flatnonzero(greedy_nms_grouped(cand_boxes, rows, iou_threshold))
+    # Output order: image, then score descending, ties by candidate order (lexsort is stable; kept is ascending).
+    kept = kept[np.lexsort((-scores[kept], img_idx[kept]))]
+    kept_img = img_idx[kept]
+    counts = np.bincount(kept_img, minlength=n_img)
+    starts = np.cumsum(counts) - counts
+    cap = (np.arange(kept.size) - starts[kept_img]) < max_detections
+    kept, kept_img = kept[cap], kept_img[cap]
+    splits = np.cumsum(np.bincount(kept_img, minlength=n_img))[:-1]
+    out_boxes = np.split(cand_boxes[kept], splits)
+    out_scores = np.split(scores[kept], splits)
+    out_labels = np.split((cls_idx[kept] + 1).astype(np.int64), splits)
+    return [Detections(b, s, lab) for b, s, lab in zip(out_boxes, out_scores, out_labels)]
+
+
+def greedy_nms_grouped(boxes_xyxy: np.ndarray, groups: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Keep mask [M] of greedy NMS run separately per group.
+
+    Candidates of a group must be contiguous and in processing order (score descending, ties resolved).
+    """
+    m = groups.size
+    keep = np.ones(m, dtype=bool)
+    if m < 2:
+        return keep
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    counts = np.diff(np.r_[starts, m])
+    multi = np.flatnonzero(counts > 1)  # a group of one keeps its box
+    multi = multi[np.argsort(counts[multi], kind="stable")]  # similar sizes share a chunk: little padding
+    i = 0
+    while i < multi.size:
+        k = int(counts[multi[i]])
+        # grow the chunk while the largest (last) group still fits the element budget
+        n_fit = max(1, NMS_CHUNK_ELEMENTS // (k * k))
+        j = i + 1
+        while j < multi.size and j - i < n_fit:
+            k_next = int(counts[multi[j]])
+            if (j - i + 1) * k_next * k_next > NMS_CHUNK_ELEMENTS:
+                break
+            k, j = k_next, j + 1
+        chunk = multi[i:j]
+        pos = np.arange(k)
+        valid = pos[None, :] < counts[chunk][:, None]  # [G, k]
+        idx = np.where(valid, starts[chunk][:, None] + pos[None, :], 0)
+        keep[idx[valid]] = _nms_padded(boxes_xyxy[idx], valid, iou_threshold)[valid]
+        i = j
+    return keep
+
+
+def _nms_padded(boxes: np.ndarray, valid: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS keep mask [G, k] for padded, score-ordered boxes [G, k, 4] (float32 coordinates)."""
+    g, k = valid.shape
+    iou = _pairwise_iou(boxes.astype(np.float32))
+    # float32 IoU is within ~1e-6 of the float64 value the torch path uses; pairs that close to the threshold are
+    # recomputed in float64 so the decision is exactly torch's.
+    near = np.abs(iou - np.float32(iou_threshold)) <= IOU_RECHECK_BAND
+    sup = iou > np.float32(iou_threshold)
+    if near.any():
+        gi, ii, jj = np.nonzero(near)
+        pair = np.stack([boxes[gi, ii], boxes[gi, jj]], axis=1).astype(np.float64)  # [M, 2, 4]
+        sup[gi, ii, jj] = _pairwise_iou(pair)[:, 0, 1] > iou_threshold
+    sup &= np.triu(np.ones((k, k), dtype=bool), 1)[None]  # only an earlier box suppresses a later one
+    sup &= valid[:, :, None]
+    sup_f = sup.astype(np.float32)
+    keep = valid.copy()
+    for _ in range(k + 1):  # converges in at most k steps; usually a handful
+        suppressed = np.matmul(keep.astype(np.float32)[:, None, :], sup_f)[:, 0, :] > 0
+        new_keep = valid & ~suppressed
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return keep
+
+
+def _pairwise_iou(boxes: np.ndarray) -> np.ndarray:
+    """IoU [G, k, k] of boxes [G, k, 4] xyxy, in their dtype, with the operation order of torchvision's nms kernel."""
+    x1, y1, x2, y2 = (boxes[..., c] for c in range(4))
+    area = (x2 - x1) * (y2 - y1)  # no clamp on areas, as torchvision
+    w = np.minimum(x2[:, :, None], x2[:, None, :])
+    w -= np.maximum(x1[:, :, None], x1[:, None, :])
+    np.maximum(w, 0, out=w)
+    h = np.minimum(y2[:, :, None], y2[:, None, :])
+    h -= np.maximum(y1[:, :, None], y1[:, None, :])
+    np.maximum(h, 0, out=h)
+    w *= h  # intersection
+    union = area[:, :, None] + area[:, None, :]
+    union -= w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w /= union  # 0/0 (degenerate boxes) is NaN, which never suppresses (as in torchvision)
+    return w
