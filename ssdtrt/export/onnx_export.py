@@ -74,7 +74,19 @@ def torch_to_onnx(
     opset: int = DEFAULT_OPSET,
     postprocess: PostprocessSpec | None = None,
 ) -> onnx.ModelProto:
-    """The checked ONNX graph (in memory) of an SSD (`.spec`, `.num_classes`) for one export mode."""
+    """The checked fp32 ONNX graph (in memory) of an SSD (`.spec`, `.num_classes`) for one export mode."""
+    body = export_body(model, mode=mode, batch=batch, dynamic_batch=dynamic_batch, opset=opset)
+    return finish_graph(body, model, mode=mode, batch=batch, dynamic_batch=dynamic_batch, postprocess=postprocess)
+
+
+def export_body(
+    model: torch.nn.Module, *, mode: str = "raw", batch: int = 1, dynamic_batch: bool = False, opset: int = DEFAULT_OPSET
+) -> onnx.ModelProto:
+    """The network part traced by torch.onnx: `raw` heads, or decoded boxes + scores (for `decoded` and `nms`).
+
+    For `nms` the outputs are named `decoded_boxes` / `decoded_scores`; `finish_graph` appends the NMS tail to them
+    (after any fp16 / int8 conversion, so the tail always stays fp32 and unquantized).
+    """
     import onnx
     import torch
 
@@ -87,11 +99,8 @@ def torch_to_onnx(
     if batch < 1:
         raise ExportError(f"batch must be >= 1, got {batch}")
     spec = model.spec
-    priors = default_boxes(spec)
-    wrapper: torch.nn.Module = RawHeads(model) if mode == "raw" else DecodedHeads(model, priors, spec.variances)
-    names = ["locs", "logits"] if mode == "raw" else ["boxes", "scores"]
-    if mode == "nms":
-        names = ["decoded_boxes", "decoded_scores"]
+    wrapper: torch.nn.Module = RawHeads(model) if mode == "raw" else DecodedHeads(model, default_boxes(spec), spec.variances)
+    names = {"raw": ["locs", "logits"], "decoded": ["boxes", "scores"], "nms": ["decoded_boxes", "decoded_scores"]}[mode]
     pre = spec.preprocess
     dummy = torch.zeros(batch, 3, pre.height, pre.width, dtype=torch.float32)
     dyn = {n: {0: "batch"} for n in (INPUT_NAME, *names)} if dynamic_batch else None
@@ -110,18 +119,31 @@ def torch_to_onnx(
     finally:
         model.train(was_training)
     proto = onnx.load_from_string(buf.getvalue())
+    proto.graph.name = f"ssdtrt_{spec.name}_{mode}"
+    proto.producer_name = "ssdtrt"
+    return proto
+
+
+def finish_graph(
+    body: onnx.ModelProto,
+    model: Any,
+    *,
+    mode: str,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    postprocess: PostprocessSpec | None = None,
+) -> onnx.ModelProto:
+    """Append the NMS tail for `nms` mode, then run the checker and strict shape inference."""
     if mode == "nms":
         from ssdtrt.export.nms_graph import append_nms
 
-        settings = postprocess or spec.postprocess
-        proto = append_nms(
-            proto, "decoded_boxes", "decoded_scores", num_priors=len(priors), num_classes=model.num_classes,
-            settings=settings, batch="batch" if dynamic_batch else batch,
+        body = append_nms(
+            body, "decoded_boxes", "decoded_scores", num_priors=model.spec.priors.num_priors,
+            num_classes=model.num_classes, settings=postprocess or model.spec.postprocess,
+            batch="batch" if dynamic_batch else batch,
         )
-    proto.graph.name = f"ssdtrt_{spec.name}_{mode}"
-    proto.producer_name = "ssdtrt"
-    check_onnx(proto)
-    return proto
+    check_onnx(body)
+    return body
 
 
 def check_onnx(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -249,7 +271,7 @@ def export_model(
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file name must end in .onnx")
     settings = postprocess or model.spec.postprocess
-    proto = torch_to_onnx(model, mode=mode, batch=batch, dynamic_batch=dynamic_batch, opset=opset, postprocess=settings)
+    proto = export_body(model, mode=mode, batch=batch, dynamic_batch=dynamic_batch, opset=opset)
     if simplify:
         proto = simplify_onnx(proto)
     extra_source: dict[str, Any] = {}
@@ -263,8 +285,7 @@ def export_model(
         if calibration is None:
             raise ExportError("--precision int8 needs calibration data (--calib-data SPEC)")
         proto, extra_source = quantize_int8(proto, model.spec, calibration)
-    if precision != "fp32":
-        check_onnx(proto)
+    proto = finish_graph(proto, model, mode=mode, batch=batch, dynamic_batch=dynamic_batch, postprocess=settings)
     onnx_path = save_onnx(proto, out)
     manifest = build_manifest(
         proto, onnx_path, model, mode=mode, precision=precision, postprocess=settings,

@@ -1,0 +1,145 @@
+"""Precision variants of an exported graph, in the form TensorRT 11 takes them (precision lives in the ONNX).
+
+FP16: weights and compute in fp16, inputs/outputs stay fp32 (keep_io_types); Softmax, Exp (box decode) and the
+NMS tail stay fp32. INT8: Q/DQ from onnxruntime.quantization — symmetric int8 activations and weights (zero points
+0), per-channel weights, biases left in fp32 — on Conv/Gemm/MatMul inputs, calibrated on images preprocessed by
+`ssdtrt.preprocess` (see `calibration`). Both run in ONNX Runtime on CPU, so they can be scored before any engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ssdtrt.config import ModelSpec
+from ssdtrt.errors import ExportError
+from ssdtrt.export.calibration import (
+    ArrayCalibrationReader,
+    CalibrationConfig,
+    calibration_tensors,
+    ranges_cache_path,
+)
+from ssdtrt.export.nms_graph import NMS_PREFIX
+
+if TYPE_CHECKING:
+    import onnx
+
+#: Ops kept in fp32 in the fp16 variant (besides onnxruntime's default block list): probabilities near the
+#: 0.01 score threshold and exp() of the box decode lose too much in fp16, and they cost nothing.
+FP16_KEEP_FP32_OPS = ("Softmax", "Exp")
+#: Ops whose inputs get Q/DQ in the int8 variant (TensorRT fuses Q/DQ into these).
+INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
+
+
+def convert_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """fp16 weights and compute, fp32 inputs/outputs; numerically sensitive ops and the NMS tail stay fp32."""
+    try:
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    except ImportError as err:
+        raise ExportError("--precision fp16 needs onnxruntime.transformers.float16 (part of onnxruntime)") from err
+    nms_nodes = [n.name for n in proto.graph.node if n.name.startswith(NMS_PREFIX)]
+    try:
+        converted = convert_float_to_float16(
+            proto,
+            keep_io_types=True,
+            op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FP32_OPS],
+            node_block_list=nms_nodes,
+        )
+    except Exception as err:  # noqa: BLE001 - converter failures → one line
+        raise ExportError(f"fp16 conversion failed: {err}") from err
+    return topological_sort(converted)
+
+
+def topological_sort(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Reorder graph nodes so every input is produced before use (the fp16 converter appends its casts last)."""
+    graph = proto.graph
+    nodes = list(graph.node)
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    producers = {out: idx for idx, n in enumerate(nodes) for out in n.output}
+    deps = [{producers[i] for i in n.input if i not in ready and i in producers} for n in nodes]
+    users: dict[int, list[int]] = {}
+    for idx, d in enumerate(deps):
+        for p in d:
+            users.setdefault(p, []).append(idx)
+    pending = [len(d) for d in deps]
+    queue = [idx for idx, c in enumerate(pending) if c == 0]
+    order: list[int] = []
+    while queue:
+        idx = queue.pop(0)
+        order.append(idx)
+        for u in users.get(idx, ()):
+            pending[u] -= 1
+            if pending[u] == 0:
+                queue.append(u)
+    if len(order) != len(nodes):
+        raise ExportError("graph has a cycle after fp16 conversion")
+    del graph.node[:]
+    graph.node.extend(nodes[i] for i in order)
+    return proto
+
+
+def quantize_int8(
+    proto: onnx.ModelProto, spec: ModelSpec, cfg: CalibrationConfig
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The Q/DQ int8 graph and a `calibration` record for the manifest (data, method, image count, caches)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    tensors, info = calibration_tensors(cfg, spec.preprocess)
+    if tensors.shape[0] == 0:
+        raise ExportError(f"calibration set {cfg.data!r} is empty: INT8 needs at least one image")
+    model_bytes = proto.SerializeToString()
+    ranges = ranges_cache_path(cfg, hashlib.sha256(model_bytes).hexdigest(), spec.preprocess)
+    ranges_hit = ranges is not None and ranges.is_file()
+    inp = proto.graph.input[0]
+    dim0 = inp.type.tensor_type.shape.dim[0]
+    fixed = None if dim0.dim_param else int(dim0.dim_value)
+    reader = ArrayCalibrationReader(tensors, inp.name, cfg.batch_size, fixed)
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[cfg.method]
+    exclude = [n.name for n in proto.graph.node if n.name.startswith(NMS_PREFIX)]
+    if ranges is not None:
+        ranges.parent.mkdir(parents=True, exist_ok=True)
+    ort_logger = logging.getLogger("onnxruntime")
+    level = logging.root.level
+    with tempfile.TemporaryDirectory(prefix="ssdtrt-int8-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(model_bytes)
+        try:
+            logging.root.setLevel(logging.ERROR)  # ORT's quantizer logs advice on the root logger
+            ort_logger.setLevel(logging.ERROR)
+            quantize_static(
+                str(src),
+                str(dst),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(INT8_OP_TYPES),
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method=method,
+                calibration_providers=["CPUExecutionProvider"],
+                calibration_cache_path=str(ranges) if ranges is not None else None,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            )
+        except ExportError:
+            raise
+        except Exception as err:  # noqa: BLE001 - ORT quantizer failures → one line
+            raise ExportError(f"int8 quantization failed: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+        finally:
+            logging.root.setLevel(level)
+        quantized = onnx.load(str(dst))
+    record = {
+        "calibration": {
+            **info,
+            "ranges_cache": str(ranges) if ranges is not None else None,
+            "ranges_cached": ranges_hit,
+            "scheme": "QDQ int8 symmetric, per-channel weights, bias fp32",
+            "op_types": list(INT8_OP_TYPES),
+        }
+    }
+    return quantized, record
