@@ -37,11 +37,11 @@ def _split_coco(rest: str) -> tuple[str, str]:
     """'IMAGES:ANN' -> (IMAGES, ANN); prefers the colon after which the left side is an existing folder."""
     cuts = [i for i, ch in enumerate(rest) if ch == ":"]
     if not cuts:
-        raise DatasetError(f"bad dataset spec 'coco:{rest}': expected coco:IMAGES_DIR:ANNOTATIONS_JSON")
+        raise DatasetError(f"bad dataset spec 'coco:{rest}'; use {SPEC_FORMS}")
     cut = next((i for i in cuts if Path(rest[:i]).is_dir()), cuts[0])
     images, ann = rest[:cut], rest[cut + 1 :]
     if not images or not ann:
-        raise DatasetError(f"bad dataset spec 'coco:{rest}': expected coco:IMAGES_DIR:ANNOTATIONS_JSON")
+        raise DatasetError(f"bad dataset spec 'coco:{rest}'; use {SPEC_FORMS}")
     return images, ann
 
 
