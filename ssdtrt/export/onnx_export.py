@@ -305,9 +305,14 @@ def export_checkpoint(
     *,
     mode: str = "raw",
     precision: str = "fp32",
+    postprocess_overrides: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> ExportResult:
-    """`export_model` for a checkpoint `ssdtrt.load_model` reads; the manifest records its path and sha256."""
+    """`export_model` for a checkpoint `ssdtrt.load_model` reads; the manifest records its path and sha256.
+
+    `postprocess_overrides` (score_threshold, iou_threshold, topk_candidates (0 = all), max_detections, min_size;
+    None values ignored) adjust the checkpoint preset's postprocess settings.
+    """
     from ssdtrt.model.checkpoint import load_model
 
     ckpt = Path(checkpoint)
@@ -318,6 +323,8 @@ def export_checkpoint(
     except OSError as err:
         raise CheckpointError(f"{ckpt}: unreadable ({err.strerror or err})") from err
     model = load_model(ckpt, "cpu")
+    if postprocess_overrides:
+        kwargs["postprocess"] = resolve_postprocess(model.spec.postprocess, **postprocess_overrides)
     out_path = Path(out) if out is not None else default_out_path(ckpt, mode, precision)
     source = {"checkpoint": str(ckpt), "sha256": digest}
     return export_model(model, out_path, mode=mode, precision=precision, source=source, **kwargs)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ssdtrt.config import PostprocessSpec
 from ssdtrt.detections import Detections
 from ssdtrt.errors import BackendUnavailableError, ClassCountMismatchError, ManifestError
 from ssdtrt.manifest import Manifest, read_manifest
@@ -150,8 +152,13 @@ def run_batched(runner: OnnxRuntimeRunner, images: np.ndarray) -> dict[str, np.n
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def outputs_to_detections(outputs: dict[str, np.ndarray], manifest: Manifest, **overrides: Any) -> list[Detections]:
-    """Normalized Detections per image from the outputs of any export mode (postprocess settings from the manifest)."""
+def outputs_to_detections(
+    outputs: dict[str, np.ndarray], manifest: Manifest, settings: PostprocessSpec | None = None
+) -> list[Detections]:
+    """Normalized Detections per image from the outputs of any export mode.
+
+    `settings` (default: the manifest's postprocess) apply to raw / decoded outputs; an nms graph has its own baked in.
+    """
     mode = manifest.export_mode
     class_names = tuple(manifest.class_names)
     if mode == "nms":
@@ -165,10 +172,9 @@ def outputs_to_detections(outputs: dict[str, np.ndarray], manifest: Manifest, **
             )
             for i in range(num.shape[0])
         ]
-    from ssdtrt.config import PostprocessSpec
-
     spec = manifest.model_spec
-    settings = {**(manifest.postprocess or PostprocessSpec().__dict__), **{k: v for k, v in overrides.items() if v is not None}}
+    if settings is None:
+        settings = PostprocessSpec(**manifest.postprocess) if manifest.postprocess else spec.postprocess
     if mode == "raw":
         a, b, flags = outputs["locs"], outputs["logits"], {}
     else:
@@ -176,7 +182,7 @@ def outputs_to_detections(outputs: dict[str, np.ndarray], manifest: Manifest, **
     from ssdtrt.priors import default_boxes
 
     priors = default_boxes(spec)
-    dets = _postprocess_any(a.astype(np.float32), b.astype(np.float32), priors, spec.variances, settings, flags)
+    dets = _postprocess_any(a.astype(np.float32), b.astype(np.float32), priors, spec.variances, asdict(settings), flags)
     return [Detections(d.boxes, d.scores, d.labels, class_names) for d in dets]
 
 
@@ -206,9 +212,12 @@ def onnx_predict_fn(
     batch_size: int = 8,
     providers: Sequence[str] | None = None,
     intra_op_threads: int | None = None,
-    **postprocess_overrides: Any,
+    postprocess: PostprocessSpec | None = None,
 ) -> Callable[[Sequence[np.ndarray]], list[Detections]]:
-    """`predict(images_rgb) → Detections in pixels` for an exported ONNX (any mode and precision)."""
+    """`predict(images_rgb) → Detections in pixels` for an exported ONNX (any mode and precision).
+
+    `postprocess` overrides the manifest's settings for raw / decoded graphs (an nms graph has them baked in).
+    """
     from ssdtrt.preprocess import preprocess_images
 
     runner = OnnxRuntimeRunner(path, providers=providers, intra_op_threads=intra_op_threads)
@@ -220,7 +229,7 @@ def onnx_predict_fn(
         for start in range(0, len(images_rgb), batch_size):
             chunk = list(images_rgb[start : start + batch_size])
             outputs = run_batched(runner, preprocess_images(chunk, pre))
-            dets = outputs_to_detections(outputs, runner.manifest, **postprocess_overrides)
+            dets = outputs_to_detections(outputs, runner.manifest, postprocess)
             out += [d.to_pixels(img.shape[1], img.shape[0]) for d, img in zip(dets, chunk)]
         return out
 

@@ -1,0 +1,102 @@
+"""`ssdtrt export`: checkpoint → ONNX (raw | decoded | nms; fp32 | fp16 | int8) + manifest."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class Mode(str, Enum):
+    raw = "raw"
+    decoded = "decoded"
+    nms = "nms"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class CalibMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)
+
+
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="An ssdtrt checkpoint (.pt) that `ssdtrt.load_model` reads.")],
+    out: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Option("--out", help="Output .onnx (default export/<checkpoint>_<mode>[_<precision>].onnx)."),
+    ] = None,
+    mode: Annotated[Mode, typer.Option("--mode", help="raw heads, decoded boxes+scores, or NMS in the graph.")] = Mode.raw,
+    batch: Annotated[int, typer.Option("--batch", help="Static batch size.")] = 1,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Dynamic batch axis (overrides --batch).")] = False,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 13).")] = 17,
+    simplify: Annotated[bool, typer.Option("--simplify", help="Run onnxslim and re-check parity.")] = False,
+    precision: Annotated[Precision, typer.Option("--precision", help="fp32, fp16 (fp32 I/O) or int8 Q/DQ.")] = Precision.fp32,
+    calib_data: Annotated[
+        Optional[str],  # noqa: UP007
+        typer.Option("--calib-data", help="INT8 calibration dataset spec (e.g. 'synthetic', 'voc:PATH')."),
+    ] = None,
+    calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images.")] = 256,
+    calib_method: Annotated[CalibMethod, typer.Option("--calib-method", help="Activation range method.")] = CalibMethod.minmax,
+    calib_split: Annotated[str, typer.Option("--calib-split", help="Dataset split used for calibration.")] = "train",
+    score_threshold: Annotated[
+        Optional[float], typer.Option("--score-threshold", help="nms: keep scores above this (default: preset).")  # noqa: UP007
+    ] = None,
+    iou_threshold: Annotated[Optional[float], typer.Option("--iou-threshold", help="nms: IoU above this suppresses.")] = None,  # noqa: UP007
+    topk_candidates: Annotated[
+        Optional[int], typer.Option("--topk-candidates", help="nms: candidates per class before NMS (0 = all).")  # noqa: UP007
+    ] = None,
+    max_detections: Annotated[
+        Optional[int], typer.Option("--max-detections", help="nms: detections per image (K, the padded size).")  # noqa: UP007
+    ] = None,
+    min_size: Annotated[Optional[float], typer.Option("--min-size", help="nms: min box side, normalized.")] = None,  # noqa: UP007
+) -> None:
+    """Export a checkpoint to ONNX with a manifest beside it (checked with onnx.checker and strict shape inference)."""
+    from ssdtrt.cli.common import console
+    from ssdtrt.errors import ExportError
+    from ssdtrt.export.calibration import CalibrationConfig, cache_dir_for
+    from ssdtrt.export.onnx_export import default_out_path, export_checkpoint
+
+    if precision is Precision.int8 and not calib_data:
+        raise ExportError("--precision int8 needs --calib-data SPEC (e.g. --calib-data synthetic)")
+    out_path = out or default_out_path(checkpoint, mode.value, precision.value)
+    calibration = None
+    if precision is Precision.int8:
+        calibration = CalibrationConfig(
+            data=str(calib_data), num_images=calib_images, method=calib_method.value, split=calib_split,
+            cache_dir=cache_dir_for(out_path),
+        )
+    overrides = dict(
+        score_threshold=score_threshold, iou_threshold=iou_threshold, topk_candidates=topk_candidates,
+        max_detections=max_detections, min_size=min_size,
+    )
+    con = console()
+    with con.status(f"exporting {checkpoint} → {out_path} ({mode.value}, {precision.value})"):
+        result = export_checkpoint(
+            checkpoint, out_path, mode=mode.value, precision=precision.value, batch=batch,
+            dynamic_batch=dynamic_batch, opset=opset, simplify=simplify, postprocess_overrides=overrides,
+            calibration=calibration,
+        )
+    m = result.manifest
+    ios = lambda ts: ", ".join(f"{t.name} {t.shape} {t.dtype}" for t in ts)  # noqa: E731
+    con.print(f"wrote {result.onnx_path} + {result.manifest_path.name}: {m.model_spec.name}, mode {m.export_mode}, "
+              f"precision {m.precision}, {m.num_classes} classes")
+    con.print(f"  inputs:  {ios(m.inputs)}")
+    con.print(f"  outputs: {ios(m.outputs)}")
+    if m.export_mode == "nms":
+        con.print(f"  postprocess in graph: {m.postprocess}")
+    calib = m.source.get("calibration")
+    if calib:
+        con.print(f"  calibration: {calib['method']} on {calib['num_images']} images of {calib['data']} "
+                  f"({'cached tensors' if calib['cached'] else 'read'}; ranges {'cached' if calib['ranges_cached'] else 'computed'})")

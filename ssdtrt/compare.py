@@ -1,0 +1,235 @@
+"""Compare two models (checkpoint / ONNX; later engines) on the same preprocessed images, Polygraphy style.
+
+Per shared output (same name and shape): max / mean absolute and relative error, pass if every element satisfies
+|a - b| <= atol + rtol * |b|. Detections: the match rate (a detection of one side matches one of the other with
+the same label and IoU >= 0.99), pass if >= `min_match`. Both sides use the same postprocess settings (those baked
+into an `nms` graph when either side has one, else A's). Extend `load_subject` to add a backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.config import ModelSpec, PostprocessSpec
+from ssdtrt.detections import Detections
+from ssdtrt.errors import ClassCountMismatchError, ManifestError, ParityError
+
+#: Outputs compared element-wise when both sides expose them (nms outputs are compared as detections).
+TENSOR_OUTPUTS = ("locs", "logits", "boxes", "scores")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+class Subject:
+    """One side of a comparison: runs a preprocessed batch, turns outputs into normalized Detections."""
+
+    name: str
+    spec: ModelSpec
+    num_classes: int
+    mode: str
+    postprocess: PostprocessSpec
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def detections(self, outputs: dict[str, np.ndarray], settings: PostprocessSpec) -> list[Detections]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release sessions (default: nothing)."""
+
+
+class TorchSubject(Subject):
+    """A checkpoint run in PyTorch (CPU): exposes locs/logits and the decoded boxes/scores."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from ssdtrt.model.checkpoint import load_model
+
+        self.model = load_model(path, "cpu")
+        self.name = f"torch:{Path(path).name}"
+        self.spec = self.model.spec
+        self.num_classes = int(self.model.num_classes)
+        self.mode = "raw"
+        self.postprocess = self.spec.postprocess
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        from ssdtrt.codec import decode
+        from ssdtrt.priors import default_boxes
+
+        with torch.no_grad():
+            locs, logits = self.model(torch.from_numpy(batch))
+            priors = torch.from_numpy(default_boxes(self.spec))
+            boxes = decode(locs, priors, self.spec.variances).clamp(0.0, 1.0)
+            scores = torch.softmax(logits, dim=-1)
+        return {"locs": locs.numpy(), "logits": logits.numpy(), "boxes": boxes.numpy(), "scores": scores.numpy()}
+
+    def detections(self, outputs: dict[str, np.ndarray], settings: PostprocessSpec) -> list[Detections]:
+        from ssdtrt.postprocess_numpy import postprocess_numpy
+        from ssdtrt.priors import default_boxes
+
+        return postprocess_numpy(
+            outputs["locs"], outputs["logits"], default_boxes(self.spec), variances=self.spec.variances, **asdict(settings)
+        )
+
+
+class OnnxSubject(Subject):
+    """An exported ONNX run in ONNX Runtime (any mode and precision)."""
+
+    def __init__(self, path: str | os.PathLike[str], **runner_options: Any) -> None:
+        from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+        self.runner = OnnxRuntimeRunner(path, **runner_options)
+        self.runner.activate()
+        m = self.runner.manifest
+        self.name = f"onnxruntime:{Path(path).name}:{m.precision}"
+        self.spec = m.model_spec
+        self.num_classes = m.num_classes
+        self.mode = m.export_mode
+        self.postprocess = PostprocessSpec(**m.postprocess) if m.postprocess else self.spec.postprocess
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        from ssdtrt.runtime.onnxruntime_runner import run_batched
+
+        return run_batched(self.runner, batch)
+
+    def detections(self, outputs: dict[str, np.ndarray], settings: PostprocessSpec) -> list[Detections]:
+        from ssdtrt.runtime.onnxruntime_runner import outputs_to_detections
+
+        return outputs_to_detections(outputs, self.runner.manifest, settings)
+
+    def close(self) -> None:
+        self.runner.deactivate()
+
+
+def load_subject(path: str | os.PathLike[str], **runner_options: Any) -> Subject:
+    """The hook to extend with new backends (OpenVINO .xml, TensorRT .plan): file suffix → Subject."""
+    p = Path(path)
+    if p.suffix in CHECKPOINT_SUFFIXES:
+        return TorchSubject(p)
+    if p.suffix == ".onnx":
+        return OnnxSubject(p, **runner_options)
+    raise ManifestError(f"{p}: cannot compare a {p.suffix or 'suffix-less'} file (checkpoint .pt or .onnx)")
+
+
+@dataclass
+class OutputDiff:
+    name: str
+    max_abs: float
+    mean_abs: float
+    max_rel: float
+    mean_rel: float
+    passed: bool
+
+
+@dataclass
+class CompareReport:
+    a: str
+    b: str
+    num_images: int
+    atol: float
+    rtol: float
+    min_match: float
+    outputs: list[OutputDiff] = field(default_factory=list)
+    detections_a: int = 0
+    detections_b: int = 0
+    matched: int = 0
+    postprocess: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def match_rate(self) -> float:
+        denom = max(self.detections_a, self.detections_b)
+        return 1.0 if denom == 0 else self.matched / denom
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs) and self.match_rate >= self.min_match
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "match_rate": self.match_rate, "passed": self.passed}
+
+
+def _iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    from ssdtrt.boxes import box_iou_xyxy
+
+    if a_xyxy.shape[0] == 0 or b_xyxy.shape[0] == 0:
+        return np.zeros((a_xyxy.shape[0], b_xyxy.shape[0]), dtype=np.float64)
+    return box_iou_xyxy(a_xyxy.astype(np.float64), b_xyxy.astype(np.float64))
+
+
+def match_detections(a: Detections, b: Detections, iou_threshold: float = 0.99) -> int:
+    """Detections that have a partner on the other side with the same label and IoU >= `iou_threshold`.
+
+    NMS leaves no two same-label boxes with IoU > its threshold, so at IoU 0.99 a partner is unique and the count
+    is min(#A with a partner, #B with a partner).
+    """
+    a, b = a.numpy(), b.numpy()
+    ok = (_iou_matrix(a.boxes, b.boxes) >= iou_threshold) & (a.labels[:, None] == b.labels[None, :])
+    return int(min(ok.any(axis=1).sum(), ok.any(axis=0).sum()))
+
+
+def _diff(name: str, a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> OutputDiff:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    abs_err = np.abs(a64 - b64)
+    rel_err = abs_err / np.maximum(np.abs(b64), 1e-12)
+    passed = bool(np.all(abs_err <= atol + rtol * np.abs(b64)))
+    return OutputDiff(name, float(abs_err.max(initial=0.0)), float(abs_err.mean()) if abs_err.size else 0.0,
+                      float(rel_err.max(initial=0.0)), float(rel_err.mean()) if rel_err.size else 0.0, passed)
+
+
+def compare_models(
+    a: Subject,
+    b: Subject,
+    images_rgb: list[np.ndarray],
+    *,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    min_match: float = 0.99,
+    batch_size: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> CompareReport:
+    """Run both subjects on the same images and measure how far apart they are."""
+    from ssdtrt.preprocess import preprocess_images
+
+    if a.num_classes != b.num_classes:
+        raise ClassCountMismatchError(f"{a.name} has {a.num_classes} classes, {b.name} has {b.num_classes}")
+    if a.spec.preprocess != b.spec.preprocess or a.spec.priors != b.spec.priors:
+        raise ParityError(f"{a.name} and {b.name} use different presets ({a.spec.name} vs {b.spec.name})")
+    settings = b.postprocess if b.mode == "nms" and a.mode != "nms" else a.postprocess
+    report = CompareReport(a.name, b.name, len(images_rgb), atol, rtol, min_match, postprocess=asdict(settings))
+    collected: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for start in range(0, len(images_rgb), batch_size):
+        batch = preprocess_images(images_rgb[start : start + batch_size], a.spec.preprocess)
+        out_a, out_b = a.run(batch), b.run(batch)
+        if "nms" not in (a.mode, b.mode):
+            for name in TENSOR_OUTPUTS:
+                if name in out_a and name in out_b and out_a[name].shape == out_b[name].shape:
+                    collected.setdefault(name, []).append((out_a[name], out_b[name]))
+        dets_a, dets_b = a.detections(out_a, settings), b.detections(out_b, settings)
+        report.detections_a += sum(len(d) for d in dets_a)
+        report.detections_b += sum(len(d) for d in dets_b)
+        report.matched += sum(match_detections(x, y) for x, y in zip(dets_a, dets_b))
+        if progress is not None:
+            progress(batch.shape[0])
+    for name, pairs in collected.items():
+        report.outputs.append(
+            _diff(name, np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]), atol, rtol)
+        )
+    return report
+
+
+def load_images(data: str, num_images: int, split: str = "val") -> list[np.ndarray]:
+    """The first `num_images` RGB images of a dataset spec."""
+    from ssdtrt.data import open_dataset
+
+    ds = open_dataset(data, split)
+    n = min(num_images, len(ds))
+    if n == 0:
+        raise ParityError(f"dataset {data!r} ({split}) has no images to compare on")
+    return [ds[i].image for i in range(n)]
