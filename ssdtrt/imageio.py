@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,10 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_IMAGE
         _check_pixels(name, *size, max_pixels=max_pixels)
     if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
         raise ImageReadError(f"{name}: corrupt JPEG (truncated: no end-of-image marker after the last scan)")
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        problem = _png_problem(data)
+        if problem:
+            raise ImageReadError(f"{name}: corrupt PNG ({problem})")
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
@@ -161,6 +166,24 @@ def _jpeg_truncated(data: bytes) -> bool:
     if sos < 0:
         return True
     return data.find(b"\xff\xd9", sos) < 0
+
+
+def _png_problem(data: bytes) -> str | None:
+    """Walk the PNG chunks checking lengths and CRCs (what libpng would complain about on stderr); None if sound."""
+    i, n = 8, len(data)
+    while i + 12 <= n:
+        (length,) = struct.unpack(">I", data[i : i + 4])
+        end = i + 12 + length
+        if end > n:
+            return "truncated"
+        kind = data[i + 4 : i + 8]
+        (crc,) = struct.unpack(">I", data[end - 4 : end])
+        if zlib.crc32(data[i + 4 : end - 4]) != crc:
+            return f"CRC error in the {kind.decode('latin-1')} chunk"
+        if kind == b"IEND":
+            return None
+        i = end
+    return "truncated"
 
 
 def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
