@@ -19,7 +19,7 @@ from ssdtrt.fileio import atomic_write_json
 
 MANIFEST_FORMAT = "ssdtrt-manifest"
 MANIFEST_VERSION = 1
-ARTIFACT_KINDS = ("onnx", "openvino", "tensorrt")
+ARTIFACT_KINDS = ("onnx", "openvino", "tensorrt", "checkpoint")
 EXPORT_MODES = ("raw", "decoded", "nms")
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 

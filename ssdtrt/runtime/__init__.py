@@ -1,0 +1,118 @@
+"""Runners for every backend behind one interface (`ssdtrt.runtime.base.Runner`), and the factory picking one.
+
+    from ssdtrt.runtime import open_runner
+    with open_runner("engines/model.xml") as runner:            # .pt/.pth, .onnx, .xml, .plan/.engine, or a .json
+        outputs = runner.infer({"images": batch})
+
+Nothing heavy is imported here: each backend (torch, onnxruntime, openvino, tensorrt) loads when its runner does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from ssdtrt.errors import ManifestError
+from ssdtrt.runtime.base import Runner, TensorMeta
+
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino", "trt": "tensorrt", "pytorch": "torch"}
+#: artifact kind (manifest) -> backends that can run it, default first
+KIND_BACKENDS = {
+    "checkpoint": ("torch",),
+    "onnx": ("onnxruntime", "openvino"),
+    "openvino": ("openvino",),
+    "tensorrt": ("tensorrt",),
+}
+SUFFIX_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".xml": "openvino", ".plan": "tensorrt", ".engine": "tensorrt"}
+
+__all__ = ["BACKENDS", "Runner", "TensorMeta", "available_backends", "backend_for", "open_runner"]
+
+
+def normalize_backend(backend: str | None) -> str | None:
+    if backend is None:
+        return None
+    name = BACKEND_ALIASES.get(backend.lower(), backend.lower())
+    if name not in BACKENDS:
+        raise ManifestError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    return name
+
+
+def _artifact_and_kind(path: Path) -> tuple[Path, str]:
+    """Resolve a manifest (.json) to its artifact; the kind from the suffix, else from the manifest beside it."""
+    from ssdtrt.manifest import manifest_path_for, read_manifest
+
+    if path.suffix == ".json":
+        manifest = read_manifest(path)
+        return path.parent / manifest.artifact, manifest.kind
+    if path.suffix in SUFFIX_KINDS:
+        return path, SUFFIX_KINDS[path.suffix]
+    if manifest_path_for(path).is_file():
+        return path, read_manifest(path).kind
+    raise ManifestError(
+        f"{path}: unknown model format (expected .pt/.pth checkpoint, .onnx, OpenVINO .xml or TensorRT .plan/.engine)"
+    )
+
+
+def backend_for(path: str | os.PathLike[str], backend: str | None = None) -> tuple[Path, str]:
+    """(artifact path, backend name) that `open_runner` would use."""
+    artifact, kind = _artifact_and_kind(Path(path))
+    allowed = KIND_BACKENDS[kind]
+    chosen = normalize_backend(backend) or allowed[0]
+    if chosen not in allowed:
+        hint = " (build an engine first: ssdtrt build-engine MODEL.onnx --backend tensorrt)" if chosen == "tensorrt" else ""
+        raise ManifestError(f"{artifact}: a {kind} artifact runs with {' or '.join(allowed)}, not {chosen}{hint}")
+    return artifact, chosen
+
+
+def open_runner(path: str | os.PathLike[str], backend: str | None = None, **options: Any) -> Runner:
+    """A runner for a checkpoint, ONNX, OpenVINO IR or TensorRT plan (not yet activated).
+
+    `options` go to the runner: torch (device, autocast_bf16), onnxruntime (providers, intra_op_threads,
+    inter_op_threads), openvino (device, precision_hint, num_threads, num_streams), tensorrt (buffers, device_index).
+    """
+    artifact, chosen = backend_for(path, backend)
+    if not artifact.exists():
+        raise ManifestError(f"{artifact}: no such file")
+    if chosen == "torch":
+        from ssdtrt.runtime.torch_runner import TorchRunner
+
+        return TorchRunner(artifact, **options)
+    if chosen == "onnxruntime":
+        from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(artifact, **options)
+    if chosen == "openvino":
+        from ssdtrt.runtime.openvino_runner import OpenVINORunner
+
+        return OpenVINORunner(artifact, **options)
+    from ssdtrt.runtime.tensorrt_runner import TensorRTRunner
+
+    return TensorRTRunner(artifact, **options)
+
+
+def available_backends() -> dict[str, str | None]:
+    """Backend name -> None when usable here, else the reason (cheap: looks for packages, does not import them)."""
+    from ssdtrt.runtime.cuda_buffers import TRT_INSTALL_HINT, nvidia_driver_present
+
+    def missing(module: str, hint: str) -> str | None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        return None if found else f"{module} is not installed ({hint})"
+
+    out: dict[str, str | None] = {
+        "torch": missing("torch", "pip install torch"),
+        "onnxruntime": missing("onnxruntime", "pip install onnxruntime"),
+        "openvino": missing("openvino", 'pip install "ssdtrt[openvino]"'),
+    }
+    reason = missing("tensorrt", TRT_INSTALL_HINT)
+    if reason is None and missing("cuda.bindings", TRT_INSTALL_HINT) and missing("cuda.cudart", TRT_INSTALL_HINT):
+        reason = f"cuda-python is not installed ({TRT_INSTALL_HINT})"
+    if reason is None and not nvidia_driver_present():
+        reason = "no NVIDIA GPU / driver on this machine"
+    out["tensorrt"] = reason
+    return out

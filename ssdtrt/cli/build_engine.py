@@ -1,0 +1,88 @@
+"""`ssdtrt build-engine`: exported ONNX → TensorRT `.plan` or OpenVINO IR (`.xml` + `.bin`), each with a manifest."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class EngineBackend(str, Enum):
+    tensorrt = "tensorrt"
+    openvino = "openvino"
+
+
+class OVPrecision(str, Enum):
+    f32 = "f32"
+    bf16 = "bf16"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build-engine")(build_engine_cmd)
+
+
+def build_engine_cmd(
+    model: Annotated[Path, typer.Argument(help="An exported ONNX (its manifest .json beside it).")],
+    backend: Annotated[EngineBackend, typer.Option("--backend", help="tensorrt (NVIDIA GPU) or openvino (CPU).")] = (
+        EngineBackend.tensorrt
+    ),
+    out: Annotated[
+        Optional[Path],  # noqa: UP007 - typer needs Optional on older Pythons
+        typer.Option("--out", help="Engine path without or with suffix (default engines/<onnx name>.plan|.xml)."),
+    ] = None,
+    min_batch: Annotated[int, typer.Option("--min-batch", help="TensorRT profile: smallest batch (dynamic ONNX).")] = 1,
+    opt_batch: Annotated[
+        Optional[int], typer.Option("--opt-batch", help="TensorRT profile: batch to tune for (default: max).")  # noqa: UP007
+    ] = None,
+    max_batch: Annotated[
+        Optional[int], typer.Option("--max-batch", help="TensorRT profile: largest batch (default 8).")  # noqa: UP007
+    ] = None,
+    workspace_mb: Annotated[
+        Optional[int], typer.Option("--workspace-mb", help="TensorRT workspace limit in MiB.")  # noqa: UP007
+    ] = None,
+    timing_cache: Annotated[
+        Optional[Path], typer.Option("--timing-cache", help="TensorRT timing cache file (read if present, then saved).")  # noqa: UP007
+    ] = None,
+    version_compatible: Annotated[
+        bool, typer.Option("--version-compatible", help="TensorRT: plan loadable by newer TensorRT of the same major.")
+    ] = False,
+    precision: Annotated[
+        OVPrecision, typer.Option("--precision", help="OpenVINO inference precision for fp32 graphs: f32 or bf16.")
+    ] = OVPrecision.f32,
+    no_validate: Annotated[bool, typer.Option("--no-validate", help="OpenVINO: skip the test compile.")] = False,
+) -> None:
+    """Build a deployable engine from an exported ONNX (precision comes from the ONNX: fp32, fp16 or int8 Q/DQ)."""
+    from ssdtrt.cli.common import console
+
+    con = console()
+    if backend is EngineBackend.tensorrt:
+        from ssdtrt.engines.tensorrt_builder import build_tensorrt
+
+        with con.status(f"building a TensorRT engine from {model} (minutes for large models)"):
+            result = build_tensorrt(
+                model, out, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mb=workspace_mb,
+                timing_cache=timing_cache, version_compatible=version_compatible,
+            )
+        eng = result.manifest.engine
+        con.print(
+            f"wrote {result.engine_path} ({eng['plan_bytes'] / 1e6:.1f} MB, {result.manifest.precision}, TensorRT "
+            f"{eng['tensorrt_version']}, {eng['gpu_name']} sm {eng['compute_capability']}, built in "
+            f"{eng['build_seconds']:.1f} s) and {result.manifest_path}"
+        )
+        return
+    from ssdtrt.engines.openvino_builder import build_openvino
+
+    with con.status(f"converting {model} to OpenVINO IR"):
+        result = build_openvino(model, out, precision_hint=precision.value, validate=not no_validate)
+    compiled = result.manifest.engine.get("compiled_inference_precision")
+    note = f", compiled as {compiled}" if compiled else ""
+    con.print(
+        f"wrote {result.engine_path} (+ .bin, {result.manifest.precision}, hint {precision.value}{note}) and "
+        f"{result.manifest_path}"
+    )
+    if precision is OVPrecision.bf16 and compiled and compiled != "bf16":
+        console(stderr=True).print(
+            f"[yellow]note:[/yellow] this CPU has no bf16 support; OpenVINO compiled it as {compiled}"
+        )

@@ -1,0 +1,136 @@
+"""OpenVINO "engine": an exported ONNX saved as OpenVINO IR (`.xml` + `.bin`) with a manifest beside it.
+
+The IR keeps the ONNX's precision (fp32 weights stay fp32: `compress_to_fp16=False`; a Q/DQ ONNX becomes an int8
+model). The inference precision (f32 / bf16) is a compile-time hint recorded in the manifest, so the runner
+compiles the model the way it was built and validated.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ssdtrt.errors import EngineBuildError, ManifestError
+from ssdtrt.fileio import sha256_file
+from ssdtrt.manifest import Manifest, read_manifest, tool_versions, write_manifest
+from ssdtrt.runtime.openvino_runner import PRECISION_HINTS, OpenVINORunner, import_openvino
+
+
+@dataclass
+class EngineBuildResult:
+    engine_path: Path  # .xml (OpenVINO) or .plan (TensorRT)
+    manifest_path: Path
+    manifest: Manifest
+    details: dict[str, Any]  # what the builder observed (compiled precision, build time, ...)
+
+
+def default_engine_path(onnx_path: str | os.PathLike[str], suffix: str, tag: str = "", folder: str = "engines") -> Path:
+    """`export/m_raw.onnx` → `engines/m_raw[_tag]<suffix>`."""
+    stem = Path(onnx_path).stem
+    return Path(folder) / f"{stem}{'_' + tag if tag else ''}{suffix}"
+
+
+def engine_out_path(out: str | os.PathLike[str] | None, onnx_path: Path, suffix: str, tag: str = "") -> Path:
+    """`--out engines/NAME` (suffix added when missing) or the default path."""
+    if out is None:
+        return default_engine_path(onnx_path, suffix, tag)
+    path = Path(out)
+    return path if path.suffix == suffix else path.with_name(path.name + suffix)
+
+
+def read_onnx_manifest(onnx_path: str | os.PathLike[str]) -> tuple[Path, Manifest]:
+    path = Path(onnx_path)
+    if path.suffix != ".onnx":
+        raise EngineBuildError(f"{path}: expected an exported .onnx file")
+    if not path.is_file():
+        raise EngineBuildError(f"{path}: no such ONNX file")
+    manifest = read_manifest(path)
+    if manifest.kind != "onnx":
+        raise ManifestError(f"{path}: its manifest describes a {manifest.kind!r} artifact, not an ONNX export")
+    return path, manifest
+
+
+def build_openvino(
+    onnx_path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    precision_hint: str = "f32",
+    validate: bool = True,
+    device: str = "CPU",
+) -> EngineBuildResult:
+    """Convert an exported ONNX to OpenVINO IR + manifest; with `validate`, compile once for `device`."""
+    if precision_hint not in PRECISION_HINTS:
+        raise EngineBuildError(f"unknown OpenVINO precision {precision_hint!r}; choose one of: {', '.join(PRECISION_HINTS)}")
+    ov = import_openvino()
+    onnx_path, src = read_onnx_manifest(onnx_path)
+    tag = "bf16" if precision_hint == "bf16" and src.precision == "fp32" else ""
+    dest = engine_out_path(out, onnx_path, ".xml", tag)
+    try:
+        model = ov.Core().read_model(str(onnx_path))
+    except Exception as err:  # noqa: BLE001 - OpenVINO's own RuntimeError types
+        raise EngineBuildError(f"{onnx_path}: OpenVINO cannot read it ({_first_line(err)})") from err
+    _save_ir_atomic(ov, model, dest)
+    manifest = replace(
+        src,
+        artifact=dest.name,
+        kind="openvino",
+        precision=_engine_precision(src.precision, precision_hint),
+        source={**src.source, "onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path)},
+        tools={**src.tools, **tool_versions("openvino")},
+        engine={
+            "backend": "openvino",
+            "openvino_version": ov.get_version(),
+            "device": device,
+            "precision_hint": precision_hint,
+            "onnx_precision": src.precision,
+        },
+    )
+    details: dict[str, Any] = {}
+    if validate:
+        runner = OpenVINORunner(dest, device=device, precision_hint=precision_hint, manifest=manifest)
+        try:
+            runner.activate()
+            details = runner.describe()
+        except Exception:
+            _remove_ir(dest)
+            raise
+        finally:
+            runner.deactivate()
+        manifest.engine["compiled_inference_precision"] = details.get("compiled_inference_precision_hint", "")
+    manifest_path = write_manifest(dest, manifest)
+    return EngineBuildResult(dest, manifest_path, manifest, details)
+
+
+def _engine_precision(onnx_precision: str, precision_hint: str) -> str:
+    """The manifest precision: the ONNX's, except an fp32 graph compiled with the bf16 hint is `bf16`."""
+    return "bf16" if onnx_precision == "fp32" and precision_hint == "bf16" else onnx_precision
+
+
+def _save_ir_atomic(ov: Any, model: Any, dest: Path) -> None:
+    """`ov.save_model` into a temp folder beside `dest`, then rename .bin and .xml into place (bin first)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.stem}.", dir=dest.parent))
+    try:
+        tmp_xml = tmp / dest.name
+        try:
+            ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        except Exception as err:  # noqa: BLE001
+            raise EngineBuildError(f"cannot save the OpenVINO model to {dest} ({_first_line(err)})") from err
+        os.replace(tmp_xml.with_suffix(".bin"), dest.with_suffix(".bin"))
+        os.replace(tmp_xml, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_ir(dest: Path) -> None:
+    dest.unlink(missing_ok=True)
+    dest.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else type(err).__name__

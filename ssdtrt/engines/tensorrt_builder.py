@@ -1,0 +1,170 @@
+"""TensorRT engine builder (10.x / 11.x API): ONNX → strongly typed network → plain serialized `.plan` + manifest.
+
+Precision comes from the ONNX variant (fp32, fp16 weights/casts, int8 Q/DQ): the network is strongly typed (a flag
+on 10.x, always on in 11.x where the precision builder flags are gone). A dynamic batch gets one optimization
+profile (min / opt / max). The plan has no header so `trtexec --loadEngine` and other tools read it; what the
+runner must check (TensorRT version, GPU, compute capability) lives in the manifest beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ssdtrt.engines.openvino_builder import EngineBuildResult, engine_out_path, read_onnx_manifest
+from ssdtrt.errors import EngineBuildError
+from ssdtrt.fileio import atomic_write_bytes, sha256_file
+from ssdtrt.manifest import Manifest, tool_versions, write_manifest
+from ssdtrt.runtime.cuda_buffers import gpu_info
+from ssdtrt.runtime.tensorrt_runner import import_tensorrt
+
+MAX_PARSER_ERRORS_SHOWN = 20
+
+
+def batch_profile(min_batch: int, opt_batch: int | None, max_batch: int | None) -> tuple[int, int, int]:
+    """(min, opt, max) batch sizes: opt defaults to max, max to max(8, min); raises on an unordered triple."""
+    max_b = max_batch if max_batch is not None else max(8, min_batch, opt_batch or 0)
+    opt_b = opt_batch if opt_batch is not None else max_b
+    if not 1 <= min_batch <= opt_b <= max_b:
+        raise EngineBuildError(f"batch profile must satisfy 1 <= min <= opt <= max, got {min_batch}/{opt_b}/{max_b}")
+    return min_batch, opt_b, max_b
+
+
+def format_parser_errors(parser: Any) -> list[str]:
+    """One line per ONNX parser error, naming the node (name and operator) where this TensorRT reports them."""
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        where = []
+        for attr, label in (("node_name", "node"), ("node_operator", "op")):
+            fn = getattr(err, attr, None)
+            value = fn() if callable(fn) else None
+            if value:
+                where.append(f"{label} {value!r}")
+        if not where:
+            node = err.node() if callable(getattr(err, "node", None)) else -1
+            if node is not None and int(node) >= 0:
+                where.append(f"node #{int(node)}")
+        lines.append(f"{', '.join(where) or 'graph'}: {err.desc()} ({err.code()})")
+    return lines
+
+
+def build_tensorrt(
+    onnx_path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    min_batch: int = 1,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
+    workspace_mb: int | None = None,
+    timing_cache: str | os.PathLike[str] | None = None,
+    version_compatible: bool = False,
+    device_index: int = 0,
+    verbose: bool = False,
+) -> EngineBuildResult:
+    """Build a `.plan` from an exported ONNX on this machine's GPU; the manifest records how and where."""
+    trt = import_tensorrt()  # first: a host without TensorRT gets the install hint, whatever else is missing
+    gpu = gpu_info(device_index)
+    onnx_path, src = read_onnx_manifest(onnx_path)
+    dest = engine_out_path(out, onnx_path, ".plan")
+
+    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    if strongly_typed:  # opt-in on 10.x; on 11.x networks are always strongly typed
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = format_parser_errors(parser)
+        shown = "\n  ".join(errors[:MAX_PARSER_ERRORS_SHOWN])
+        more = f"\n  ... and {len(errors) - MAX_PARSER_ERRORS_SHOWN} more" if len(errors) > MAX_PARSER_ERRORS_SHOWN else ""
+        raise EngineBuildError(f"{onnx_path}: TensorRT's ONNX parser rejected it ({len(errors)} errors):\n  {shown}{more}")
+
+    config = builder.create_builder_config()
+    if workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    profile_record = _add_batch_profile(builder, network, config, min_batch, opt_batch, max_batch)
+
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    cache_blob = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_blob)
+    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is not used silently
+
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    build_s = time.perf_counter() - start
+    if serialized is None:
+        raise EngineBuildError(f"{onnx_path}: TensorRT could not build an engine (see the TensorRT log above)")
+    atomic_write_bytes(dest, bytes(memoryview(serialized)))
+    if cache_path is not None:
+        atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+
+    manifest = engine_manifest(
+        src,
+        dest,
+        onnx_path,
+        engine={
+            "backend": "tensorrt",
+            "tensorrt_version": trt.__version__,
+            "gpu_name": gpu.name,
+            "compute_capability": gpu.compute_capability,
+            "version_compatible": bool(version_compatible),
+            "hardware_compatibility_level": "none",
+            "strongly_typed": True,
+            "profile": profile_record,
+            "workspace_mb": workspace_mb,
+            "timing_cache": str(cache_path) if cache_path is not None else None,
+            "build_seconds": round(build_s, 2),
+            "plan_bytes": dest.stat().st_size,
+        },
+        tools=tool_versions("tensorrt", "cuda-python"),
+    )
+    manifest_path = write_manifest(dest, manifest)
+    return EngineBuildResult(dest, manifest_path, manifest, {"build_seconds": build_s, "gpu": gpu.name})
+
+
+def _add_batch_profile(
+    builder: Any, network: Any, config: Any, min_batch: int, opt_batch: int | None, max_batch: int | None
+) -> dict[str, dict[str, list[int]]]:
+    """One optimization profile covering every input whose batch dimension is dynamic; {} for a static graph."""
+    record: dict[str, dict[str, list[int]]] = {}
+    dynamic = []
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = list(tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise EngineBuildError(f"input {tensor.name!r} has dynamic non-batch dimensions {shape}; export a fixed size")
+        if shape and shape[0] < 0:
+            dynamic.append((tensor.name, shape))
+        else:
+            record[tensor.name] = {"min": shape, "opt": shape, "max": shape}
+    if dynamic:
+        lo, opt, hi = batch_profile(min_batch, opt_batch, max_batch)
+        profile = builder.create_optimization_profile()
+        for name, shape in dynamic:
+            dims = {"min": [lo, *shape[1:]], "opt": [opt, *shape[1:]], "max": [hi, *shape[1:]]}
+            profile.set_shape(name, dims["min"], dims["opt"], dims["max"])
+            record[name] = dims
+        config.add_optimization_profile(profile)
+    return record
+
+
+def engine_manifest(
+    src: Manifest, dest: Path, onnx_path: Path, *, engine: dict[str, Any], tools: dict[str, str]
+) -> Manifest:
+    """The ONNX's manifest re-targeted at an engine file (precision, classes, spec and I/O carry over)."""
+    return replace(
+        src,
+        artifact=dest.name,
+        kind="tensorrt",
+        source={**src.source, "onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path)},
+        tools={**src.tools, **tools},
+        engine=engine,
+    )

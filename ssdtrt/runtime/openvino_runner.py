@@ -1,0 +1,151 @@
+"""OpenVINO runner (torch-free): an OpenVINO IR (`.xml` + `.bin`) or an ONNX file compiled for a device (CPU).
+
+    with OpenVINORunner("engines/model.xml", precision_hint="bf16") as runner:
+        outputs = runner.infer({"images": batch})
+
+Inference precision is a compile-time hint (`f32` or `bf16`); a Q/DQ ONNX runs its quantized layers in int8
+whatever the hint. On a CPU without bf16 instructions OpenVINO keeps f32: `describe()` reports what it compiled to.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.errors import BackendUnavailableError, ManifestError
+from ssdtrt.manifest import Manifest, read_manifest
+from ssdtrt.runtime.base import Runner, TensorMeta
+
+PRECISION_HINTS = ("f32", "bf16")
+INSTALL_HINT = 'pip install "ssdtrt[openvino]" (or: pip install openvino)'
+
+
+def import_openvino() -> Any:
+    """The `openvino` module, or BackendUnavailableError with the install command."""
+    try:
+        import openvino as ov
+    except ImportError as err:
+        raise BackendUnavailableError(f"OpenVINO is not installed: {INSTALL_HINT}") from err
+    return ov
+
+
+class OpenVINORunner(Runner):
+    """One model compiled by OpenVINO for one device, with one infer request (latency oriented)."""
+
+    backend = "openvino"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "CPU",
+        precision_hint: str | None = None,
+        num_threads: int | None = None,
+        num_streams: int | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.suffix not in (".xml", ".onnx"):
+            raise ManifestError(f"{self.path}: OpenVINO runs an IR (.xml) or an ONNX (.onnx) file")
+        if not self.path.is_file():
+            raise ManifestError(f"{self.path}: no such model file")
+        if self.path.suffix == ".xml" and not self.path.with_suffix(".bin").is_file():
+            raise ManifestError(f"{self.path}: its weights file {self.path.with_suffix('.bin').name} is missing")
+        super().__init__(manifest if manifest is not None else read_manifest(self.path))
+        if precision_hint is None:  # an engine built with a hint keeps it; anything else runs f32
+            precision_hint = str(self.manifest.engine.get("precision_hint", "f32")) if self.manifest.kind == "openvino" else "f32"
+        if precision_hint not in PRECISION_HINTS:
+            raise ValueError(f"precision_hint must be one of {PRECISION_HINTS}, not {precision_hint!r}")
+        self.device = device
+        self.precision_hint = precision_hint
+        self.num_threads = num_threads
+        self.num_streams = num_streams
+        self._compiled: Any = None
+        self._request: Any = None
+        self._output_names: list[str] = []
+
+    def compile_config(self) -> dict[str, Any]:
+        """The compile properties (keyed by OpenVINO property name) this runner passes to `compile_model`."""
+        ov = import_openvino()
+        props = ov.properties
+        config: dict[str, Any] = {
+            props.hint.performance_mode(): props.hint.PerformanceMode.LATENCY,
+            props.hint.inference_precision(): ov.Type.bf16 if self.precision_hint == "bf16" else ov.Type.f32,
+        }
+        if self.num_threads:
+            config[props.inference_num_threads()] = int(self.num_threads)
+        if self.num_streams:
+            config[props.num_streams()] = int(self.num_streams)
+        return config
+
+    def _activate(self) -> None:
+        ov = import_openvino()
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses of its own
+            raise ManifestError(f"{self.path}: OpenVINO cannot read it ({_first_line(err)})") from err
+        try:
+            self._compiled = core.compile_model(model, self.device, self.compile_config())
+        except Exception as err:  # noqa: BLE001
+            raise BackendUnavailableError(
+                f"{self.path}: OpenVINO cannot compile it for {self.device} ({_first_line(err)})"
+            ) from err
+        self._output_names = [out.get_any_name() for out in self._compiled.outputs]
+        expected = {t.name for t in self.manifest.outputs}
+        if expected and expected != set(self._output_names):
+            raise ManifestError(
+                f"{self.path}: outputs {sorted(self._output_names)} disagree with the manifest's {sorted(expected)}"
+            )
+        self._request = self._compiled.create_infer_request()
+
+    def _deactivate(self) -> None:
+        self._request = None
+        self._compiled = None
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inputs = {name: np.ascontiguousarray(arr) for name, arr in feeds.items()}
+        self._request.infer(inputs)
+        # copies: the request reuses its output memory on the next call
+        return {name: np.array(self._request.get_output_tensor(i).data) for i, name in enumerate(self._output_names)}
+
+    def input_metadata(self) -> dict[str, TensorMeta]:
+        from_manifest = {t.name: TensorMeta(t.name, np.dtype(t.dtype), tuple(t.shape)) for t in self.manifest.inputs}
+        if self._compiled is None:
+            return from_manifest
+        out: dict[str, TensorMeta] = {}
+        for port in self._compiled.inputs:
+            name = port.get_any_name()
+            named = from_manifest.get(name)
+            dims = tuple(
+                d.get_length() if d.is_static else (str(named.shape[i]) if named is not None else "?")
+                for i, d in enumerate(port.get_partial_shape())
+            )
+            out[name] = TensorMeta(name, np.dtype(port.get_element_type().to_dtype()), dims)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            **super().describe(),
+            "device": self.device,
+            "precision_hint": self.precision_hint,
+            "num_threads": self.num_threads,
+            "num_streams": self.num_streams,
+            "export_mode": self.manifest.export_mode,
+        }
+        if self._compiled is not None:
+            for key in ("INFERENCE_PRECISION_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT"):
+                try:
+                    value = self._compiled.get_property(key)
+                except Exception:  # noqa: BLE001 - a device may not report every property
+                    continue
+                info[f"compiled_{key.lower()}"] = value.to_string() if hasattr(value, "to_string") else str(value)
+        return info
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else type(err).__name__

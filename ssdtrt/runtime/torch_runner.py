@@ -1,0 +1,111 @@
+"""A checkpoint as a runner: the PyTorch model behind the same interface as the engines (outputs like a raw export).
+
+    with TorchRunner("runs/demo/model.pt", device="cuda") as runner:
+        outputs = runner.infer({"images": batch})            # {"locs": [N, P, 4], "logits": [N, P, C]}
+        heads = runner.infer_torch({"images": cuda_batch})   # torch tensors stay on the device
+
+torch is imported when a TorchRunner is created (never by `ssdtrt.runtime` itself); the manifest is synthesized
+from the checkpoint (kind `checkpoint`, export mode `raw`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.errors import BackendUnavailableError, CheckpointError
+from ssdtrt.manifest import Manifest, TensorInfo, tool_versions
+from ssdtrt.runtime.base import Runner, TensorMeta
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("locs", "logits")
+
+
+def checkpoint_manifest(path: Path, model: Any, precision: str = "fp32") -> Manifest:
+    """The manifest a raw, dynamic-batch export of this checkpoint would have (kind `checkpoint`)."""
+    from ssdtrt.fileio import sha256_file
+
+    spec = model.spec
+    pre = spec.preprocess
+    num_priors = spec.priors.num_priors
+    return Manifest(
+        artifact=path.name,
+        kind="checkpoint",
+        spec=spec.to_dict(),
+        num_classes=int(model.num_classes),
+        class_names=list(model.class_names),
+        export_mode="raw",
+        precision=precision,
+        inputs=[TensorInfo(INPUT_NAME, ["batch", 3, pre.height, pre.width], "float32", "NCHW")],
+        outputs=[
+            TensorInfo("locs", ["batch", num_priors, 4], "float32", "NP4"),
+            TensorInfo("logits", ["batch", num_priors, int(model.num_classes)], "float32", "NPC"),
+        ],
+        postprocess=spec.to_dict()["postprocess"],
+        source={"checkpoint": str(path), "sha256": sha256_file(path)},
+        tools=tool_versions("torch", "torchvision"),
+    )
+
+
+class TorchRunner(Runner):
+    """An ssdtrt checkpoint in eval mode on `device` (cpu / cuda[:i]); optional bf16 autocast."""
+
+    backend = "torch"
+
+    def __init__(self, checkpoint_path: str | os.PathLike[str], *, device: str = "cpu", autocast_bf16: bool = False) -> None:
+        self.path = Path(checkpoint_path)
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: no such checkpoint file")
+        self.device = device
+        self.autocast_bf16 = autocast_bf16
+        self._torch: Any = None
+        self.model = self._load()
+        super().__init__(checkpoint_manifest(self.path, self.model, "bf16" if autocast_bf16 else "fp32"))
+
+    def _load(self) -> Any:
+        try:
+            import torch
+        except ImportError as err:
+            raise BackendUnavailableError("the torch backend needs PyTorch: pip install torch") from err
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailableError(f"device {self.device!r} requested but torch sees no CUDA GPU")
+        from ssdtrt.model.checkpoint import load_model
+
+        self._torch = torch
+        return load_model(self.path, self.device)
+
+    def _activate(self) -> None:
+        self.model.eval()
+
+    def infer_torch(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Torch tensors in (on any device), torch tensors out on the model's device — no host copies."""
+        if not self.is_active:
+            self.activate()
+        torch = self._torch
+        images = feeds[INPUT_NAME].to(self.device, dtype=torch.float32, non_blocking=True)
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            locs, logits = self.model(images)
+        return {"locs": locs.float(), "logits": logits.float()}
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if INPUT_NAME not in feeds:
+            raise KeyError(f"the torch runner expects the input {INPUT_NAME!r}, got {sorted(feeds)}")
+        images = self._torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME], dtype=np.float32))
+        out = self.infer_torch({INPUT_NAME: images})
+        return {name: out[name].cpu().numpy() for name in OUTPUT_NAMES}
+
+    def _deactivate(self) -> None:
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()
+
+    def input_metadata(self) -> dict[str, TensorMeta]:
+        return {t.name: TensorMeta(t.name, np.dtype(t.dtype), tuple(t.shape)) for t in self.manifest.inputs}
+
+    def describe(self) -> dict[str, Any]:
+        info = {**super().describe(), "device": self.device, "autocast_bf16": self.autocast_bf16}
+        info["torch_threads"] = int(self._torch.get_num_threads())
+        return info
