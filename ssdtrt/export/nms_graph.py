@@ -99,8 +99,8 @@ def append_nms(
         hi = b.one("Slice", [cand_boxes, b.const("hi_s", i64(2)), b.const("hi_e", i64(4)), axis2])
         wh = b.one("Sub", [hi, lo])
         ms = b.const("min_size", f32(settings.min_size))
-        w_ok = b.one("GreaterOrEqual", [b.one("Gather", [wh, b.const("i0", i64(0))], axis=2), ms])
-        h_ok = b.one("GreaterOrEqual", [b.one("Gather", [wh, b.const("i1", i64(1))], axis=2), ms])
+        w_ok = b.one("GreaterOrEqual", [b.one("Gather", [wh, b.const("i0", np.asarray(0, dtype=np.int64))], axis=2), ms])
+        h_ok = b.one("GreaterOrEqual", [b.one("Gather", [wh, b.const("i1", np.asarray(1, dtype=np.int64))], axis=2), ms])
         keep = b.one("And", [keep, b.one("And", [w_ok, h_ok])])
     masked = b.one("Where", [keep, s_flat, b.const("minus_one", f32(-1.0))])
 
