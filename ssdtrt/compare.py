@@ -79,16 +79,16 @@ class TorchSubject(Subject):
         )
 
 
-class OnnxSubject(Subject):
-    """An exported ONNX run in ONNX Runtime (any mode and precision)."""
+class RunnerSubject(Subject):
+    """An exported artifact (ONNX, OpenVINO IR, TensorRT plan) behind a `ssdtrt.runtime` Runner and its manifest."""
 
-    def __init__(self, path: str | os.PathLike[str], **runner_options: Any) -> None:
-        from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
+    def __init__(self, path: str | os.PathLike[str], backend: str | None = None, **runner_options: Any) -> None:
+        from ssdtrt.runtime import open_runner
 
-        self.runner = OnnxRuntimeRunner(path, **runner_options)
+        self.runner = open_runner(path, backend=backend, **runner_options)
         self.runner.activate()
         m = self.runner.manifest
-        self.name = f"onnxruntime:{Path(path).name}:{m.precision}"
+        self.name = f"{self.runner.backend}:{Path(path).name}:{m.precision}"
         self.spec = m.model_spec
         self.num_classes = m.num_classes
         self.mode = m.export_mode
@@ -97,7 +97,7 @@ class OnnxSubject(Subject):
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         from ssdtrt.runtime.onnxruntime_runner import run_batched
 
-        return run_batched(self.runner, batch)
+        return {k: np.asarray(v) for k, v in run_batched(self.runner, batch).items()}
 
     def detections(self, outputs: dict[str, np.ndarray], settings: PostprocessSpec) -> list[Detections]:
         from ssdtrt.runtime.onnxruntime_runner import outputs_to_detections
@@ -108,14 +108,16 @@ class OnnxSubject(Subject):
         self.runner.deactivate()
 
 
-def load_subject(path: str | os.PathLike[str], **runner_options: Any) -> Subject:
-    """The hook to extend with new backends (OpenVINO .xml, TensorRT .plan): file suffix → Subject."""
+def load_subject(path: str | os.PathLike[str], backend: str | None = None, **runner_options: Any) -> Subject:
+    """The hook to extend: checkpoints run in torch, every manifest-carrying artifact through `open_runner`."""
     p = Path(path)
-    if p.suffix in CHECKPOINT_SUFFIXES:
+    if p.suffix in CHECKPOINT_SUFFIXES and backend in (None, "torch"):
+        if not p.is_file():
+            from ssdtrt.errors import CheckpointError
+
+            raise CheckpointError(f"{p}: no such checkpoint file")
         return TorchSubject(p)
-    if p.suffix == ".onnx":
-        return OnnxSubject(p, **runner_options)
-    raise ManifestError(f"{p}: cannot compare a {p.suffix or 'suffix-less'} file (checkpoint .pt or .onnx)")
+    return RunnerSubject(p, backend=backend, **runner_options)
 
 
 @dataclass

@@ -136,9 +136,10 @@ class OnnxRuntimeRunner(Runner):
         }
 
 
-def run_batched(runner: OnnxRuntimeRunner, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Run a preprocessed [N, 3, H, W] batch; a static-batch model is fed in chunks (the last one zero-padded)."""
-    fixed = runner.fixed_batch
+def run_batched(runner: Runner, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a preprocessed [N, 3, H, W] batch on any Runner; a static-batch model is fed in chunks (last one padded)."""
+    dim0 = runner.manifest.inputs[0].shape[0]
+    fixed = dim0 if isinstance(dim0, int) else None
     name = runner.manifest.inputs[0].name
     if fixed is None or images.shape[0] == fixed:
         return runner.infer({name: images})
