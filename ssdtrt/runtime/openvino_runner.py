@@ -127,6 +127,20 @@ class OpenVINORunner(Runner):
             out[name] = TensorMeta(name, np.dtype(port.get_element_type().to_dtype()), dims)
         return out
 
+    def layer_precisions(self) -> dict[str, dict[str, int]]:
+        """Executed precision per layer type of the compiled model, e.g. {"Convolution": {"u8": 25}} for int8."""
+        if self._compiled is None:
+            self.activate()
+        counts: dict[str, dict[str, int]] = {}
+        for op in self._compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            if "layerType" not in info or "runtimePrecision" not in info:
+                continue
+            layer, prec = info["layerType"].astype(str), info["runtimePrecision"].astype(str)
+            counts.setdefault(layer, {}).setdefault(prec, 0)
+            counts[layer][prec] += 1
+        return counts
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             **super().describe(),

@@ -10,6 +10,7 @@ from the checkpoint (kind `checkpoint`, export mode `raw`).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,13 @@ def checkpoint_manifest(path: Path, model: Any, precision: str = "fp32") -> Mani
     from ssdtrt.fileio import sha256_file
 
     spec = model.spec
+    spec_json = json.loads(json.dumps(spec.to_dict()))  # lists, as a manifest read from disk has them
     pre = spec.preprocess
     num_priors = spec.priors.num_priors
     return Manifest(
         artifact=path.name,
         kind="checkpoint",
-        spec=spec.to_dict(),
+        spec=spec_json,
         num_classes=int(model.num_classes),
         class_names=list(model.class_names),
         export_mode="raw",
@@ -44,7 +46,7 @@ def checkpoint_manifest(path: Path, model: Any, precision: str = "fp32") -> Mani
             TensorInfo("locs", ["batch", num_priors, 4], "float32", "NP4"),
             TensorInfo("logits", ["batch", num_priors, int(model.num_classes)], "float32", "NPC"),
         ],
-        postprocess=spec.to_dict()["postprocess"],
+        postprocess=spec_json["postprocess"],
         source={"checkpoint": str(path), "sha256": sha256_file(path)},
         tools=tool_versions("torch", "torchvision"),
     )
