@@ -107,6 +107,10 @@ def _rename_torchvision(state: Mapping[str, torch.Tensor], source: str) -> dict[
     return out
 
 
+#: Non-learned prior tables some SSD300 variants (seed 000) store in the state dict; ssdtrt derives priors itself.
+_NVIDIA_PRIOR_TABLES = ("compute_loss.", "postprocess.", "encoder.")
+
+
 def _rename_nvidia(state: Mapping[str, torch.Tensor], anchors: Sequence[int], source: str) -> dict[str, torch.Tensor]:
     if not any(k.startswith("feature_extractor.feature_extractor.") for k in state):
         raise CheckpointError(
@@ -119,6 +123,8 @@ def _rename_nvidia(state: Mapping[str, torch.Tensor], anchors: Sequence[int], so
             out["backbone." + k.removeprefix("feature_extractor.")] = v
         elif k.startswith("additional_blocks."):
             out["backbone." + k] = v
+        elif k.startswith(_NVIDIA_PRIOR_TABLES):
+            continue  # seed 000 keeps its default boxes as frozen Parameters of the loss / postprocess
         elif k.startswith(("loc.", "conf.")):
             head, idx, _ = k.split(".", 2)
             a = anchors[int(idx)] if int(idx) < len(anchors) else None
