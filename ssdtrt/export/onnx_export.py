@@ -240,9 +240,22 @@ def build_manifest(
         outputs=outputs,
         postprocess=asdict(postprocess),
         source=source,
-        tools=tool_versions("torch", "onnx", "onnxruntime", "onnxslim"),
+        tools=_tools(),
         engine={"opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)},
     )
+
+
+def _tools() -> dict[str, str]:
+    """Library versions (module __version__, so onnxruntime-gpu reports as onnxruntime)."""
+    import importlib
+
+    tools = tool_versions("onnxslim")
+    for name in ("torch", "onnx", "onnxruntime"):
+        try:
+            tools[name] = str(importlib.import_module(name).__version__)
+        except (ImportError, AttributeError):
+            continue
+    return tools
 
 
 def default_out_path(checkpoint: str | os.PathLike[str], mode: str, precision: str, folder: str = "export") -> Path:
