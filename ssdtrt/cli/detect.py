@@ -70,7 +70,7 @@ def detect_cmd(
     err_con = console(stderr=True)
     _check_model_path(model)
     sources = expand_inputs(inputs)
-    options: dict[str, Any] = {} if device is None else {"device": device}
+    options = _runner_options(model, backend, device)
     detector = _open_detector(model, backend, score_threshold, iou_threshold, max_detections, batch_size, device, options)
     run = _Run(out=out, write_images=not no_images)
     out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +119,32 @@ def _check_model_path(model: Path) -> None:
     if not model.exists():
         cls = CheckpointError if model.suffix.lower() in (".pt", ".pth") else ManifestError
         raise cls(f"{model}: no such model file")
+
+
+def _runner_options(model: Path, backend: str | None, device: str | None) -> dict[str, Any]:
+    """`--device` (cpu | cuda[:i]) in each backend's own terms; nothing when not given (the backend's default)."""
+    if device is None:
+        return {}
+    from ssdtrt.errors import BackendUnavailableError
+    from ssdtrt.runtime import backend_for
+
+    device = device.lower()
+    if device != "cpu" and not device.startswith("cuda"):
+        raise typer.BadParameter(f"--device must be cpu or cuda[:index], not {device!r}")
+    _, chosen = backend_for(model, backend)
+    index = int(device.partition(":")[2] or 0) if device.startswith("cuda") else None
+    if chosen == "torch":
+        return {"device": device}
+    if chosen == "onnxruntime":
+        cpu = ["CPUExecutionProvider"]
+        return {"providers": cpu if index is None else [("CUDAExecutionProvider", {"device_id": index}), *cpu]}
+    if chosen == "openvino":
+        if index is not None:
+            raise BackendUnavailableError("OpenVINO runs on the CPU here; use --device cpu (or TensorRT for CUDA)")
+        return {"device": "CPU"}
+    if index is None:
+        raise BackendUnavailableError("TensorRT runs on a CUDA GPU; --device cpu is not possible for a .plan")
+    return {"device_index": index}
 
 
 def _open_detector(
