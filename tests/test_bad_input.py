@@ -146,13 +146,9 @@ def test_folder_and_glob_expansion(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ssdtrt.export.onnx_export import export_model
-    from ssdtrt.model.ssd import build_model
-
-    torch.manual_seed(0)
-    model = build_model("ssd-small", class_names=("cat", "dog", "car", "bus", "tree", "sign")).eval()
-    return export_model(model, tmp_path_factory.mktemp("model") / "small.onnx", mode="raw", dynamic_batch=True).onnx_path
+def onnx_model(small_raw_onnx: Path) -> Path:
+    """The shared real `ssd-small` export (conftest): raw heads, dynamic batch, random weights."""
+    return small_raw_onnx
 
 
 def run_detect(*args: str) -> subprocess.CompletedProcess[str]:
