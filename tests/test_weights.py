@@ -175,7 +175,8 @@ def test_nvidia_resnet50_heads_and_detections_match(nvidia_ssd) -> None:  # noqa
     assert (logits - ref_logits_ours).abs().max().item() <= HEAD_ATOL
 
     spec = get_preset("ssd300-resnet50").postprocess
-    assert (spec.score_threshold, spec.iou_threshold, spec.topk_candidates, spec.max_detections) == (0.05, 0.5, None, 100)
+    settings = (spec.score_threshold, spec.iou_threshold, spec.topk_candidates, spec.max_detections, spec.min_size)
+    assert settings == (0.05, 0.5, None, 100, 1 / 300)  # seed 000's decode_single_new
     ref_dets = ref.postprocess(ref_locs.clone(), ref_confs.clone())  # seed's decode_single_new (edits in place)
     our_dets = postprocess_spec(locs, logits, default_boxes("ssd300-resnet50"), spec)
     for (rb, rl, rs), o in zip(ref_dets, our_dets):
@@ -197,7 +198,9 @@ def test_nvidia_bare_state_dict_defaults_to_coco_names(nvidia_ssd, tmp_path: Pat
     assert torch.equal(model.state_dict()["loc.5.bias"][3 * 4 + 1], ref.state_dict()["loc.5.bias"][1 * 4 + 3])
 
 
-def test_wrong_or_broken_sources_raise_clear_errors(torchvision_ssd, nvidia_ssd, tmp_path: Path) -> None:  # noqa: ANN001
+def test_wrong_or_broken_sources_raise_clear_errors(
+    torchvision_ssd, nvidia_ssd, tmp_path: Path  # noqa: ANN001
+) -> None:
     _, tv_path = torchvision_ssd
     _, nv_path = nvidia_ssd
     with pytest.raises(CheckpointError, match="not an NVIDIA SSD300 checkpoint"):
@@ -221,7 +224,9 @@ def test_wrong_or_broken_sources_raise_clear_errors(torchvision_ssd, nvidia_ssd,
 # ------------------------------------------------------------------------------------------------------------ CLI
 
 
-def test_cli_import_weights(torchvision_ssd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # noqa: ANN001
+def test_cli_import_weights(
+    torchvision_ssd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys  # noqa: ANN001
+) -> None:
     import ssdtrt.cli.app as cli
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("weights",))  # only this command group; others are tested apart

@@ -111,7 +111,9 @@ class VGG16Backbone(nn.Module):
 
 
 #: VGG16 ("D") conv widths, "M" = 2×2 max pool — torchvision's `vgg16().features` layer for layer.
-_VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+_VGG16_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"
+)
 
 
 def _vgg16_features() -> nn.Sequential:

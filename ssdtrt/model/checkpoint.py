@@ -76,7 +76,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"{path}: not an ssdtrt checkpoint (no format={CHECKPOINT_FORMAT!r} marker){hint}")
     version = ckpt.get("version")
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: unsupported checkpoint version {version!r} (this ssdtrt reads <= {CHECKPOINT_VERSION})")
+        raise CheckpointError(
+            f"{path}: unsupported checkpoint version {version!r} (this ssdtrt reads <= {CHECKPOINT_VERSION})"
+        )
     missing = [k for k in _REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
@@ -130,7 +132,10 @@ def _first_line(err: BaseException) -> str:
 
 
 def model_from_checkpoint(
-    ckpt: Mapping[str, Any], *, source: str | os.PathLike[str] = "<checkpoint>", class_names: Sequence[str] | None = None
+    ckpt: Mapping[str, Any],
+    *,
+    source: str | os.PathLike[str] = "<checkpoint>",
+    class_names: Sequence[str] | None = None,
 ) -> SSD:
     """Rebuild the SSD of a validated checkpoint dict and load its weights (strict)."""
     from ssdtrt.config import ModelSpec

@@ -33,7 +33,8 @@ class SSD(nn.Module):
         anchors = spec.priors.boxes_per_cell
         if len(channels) != len(anchors):
             raise ValueError(
-                f"backbone {spec.backbone!r} gives {len(channels)} feature maps, preset {spec.name!r} needs {len(anchors)}"
+                f"backbone {spec.backbone!r} gives {len(channels)} feature maps, "
+                f"preset {spec.name!r} needs {len(anchors)}"
             )
         self.loc = nn.ModuleList(nn.Conv2d(c, a * 4, kernel_size=3, padding=1) for c, a in zip(channels, anchors))
         self.conf = nn.ModuleList(

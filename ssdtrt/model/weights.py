@@ -185,7 +185,8 @@ def import_weights(
     if source == "torchvision":
         src_names = coco_class_names(with_gaps=True) if src_classes == 91 else None
     else:
-        src_names = _label_map_names(obj, src_classes) or (coco_class_names(with_gaps=False) if src_classes == 81 else None)
+        coco80 = coco_class_names(with_gaps=False) if src_classes == 81 else None
+        src_names = _label_map_names(obj, src_classes) or coco80
 
     target = num_classes if num_classes is not None else (len(class_names) + 1 if class_names else src_classes)
     if class_names is not None and len(class_names) != target - 1:
