@@ -93,6 +93,13 @@ class Detector:
         batch_dim = self.input.shape[0] if self.input.shape else None
         self.static_batch: int | None = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         self.last_timings_ms: dict[str, float] = {}
+        # GPU postprocess + a runner that can hand back device tensors (torch runner, TensorRT with torch buffers):
+        # NMS then reads the engine's outputs in place, no device-to-host copy.
+        self.device_outputs = (
+            postprocess_device.startswith("cuda")
+            and callable(getattr(self.runner, "infer_torch", None))
+            and getattr(self.runner, "buffers", "torch") == "torch"
+        )
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Detector:
@@ -117,11 +124,14 @@ class Detector:
         return batch if batch.dtype == dtype else batch.astype(dtype)
 
     def infer(self, batch: np.ndarray) -> dict[str, Any]:
-        """Run the runner on a batch of any size (split / zero-padded to a static batch; padding rows dropped)."""
+        """Run the runner on a batch of any size (split / zero-padded to a static batch; padding rows dropped).
+
+        Host numpy arrays by name, or device torch tensors when `device_outputs` (GPU postprocess on them).
+        """
         n = int(batch.shape[0])
         step = self.static_batch
         if step is None or step == n:
-            return self.runner.infer({self.input.name: batch})
+            return self._run({self.input.name: batch})
         parts: list[dict[str, Any]] = []
         for start in range(0, n, step):
             chunk = batch[start : start + step]
@@ -129,7 +139,7 @@ class Detector:
             if real < step:
                 pad = np.zeros((step - real, *chunk.shape[1:]), dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            out = self.runner.infer({self.input.name: chunk})
+            out = self._run({self.input.name: chunk})
             parts.append({k: v[:real] for k, v in out.items()})
         return {k: _concat([p[k] for p in parts]) for k in parts[0]}
 
@@ -177,6 +187,13 @@ class Detector:
         }
 
     # ------------------------------------------------------------------------------------------ internals
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        if not self.device_outputs:
+            return self.runner.infer(feeds)
+        import torch
+
+        return self.runner.infer_torch({k: torch.from_numpy(v) for k, v in feeds.items()})  # type: ignore[attr-defined]
+
     def _outputs_by_role(self, outputs: dict[str, Any]) -> list[Any]:
         roles = OUTPUT_NAMES[self.export_mode]
         if all(r in outputs for r in roles):

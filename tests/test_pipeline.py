@@ -246,3 +246,21 @@ def test_cuda_postprocess_matches_cpu(model: torch.nn.Module) -> None:
     cpu = Detector(TorchModelRunner(model)).detect(images)
     gpu = Detector(TorchModelRunner(model), postprocess_device="cuda").detect(images)
     assert_same(gpu, cpu, images)
+
+
+@pytest.mark.cuda
+def test_cuda_checkpoint_runner_device_outputs(small_checkpoint: Path) -> None:
+    """Torch runner on the GPU + GPU postprocess on its device tensors (no host copy) == numpy postprocess of the
+    same outputs copied to the host (GPU convs may use TF32, so inference itself is not compared here)."""
+    images = make_images(9)
+    sizes = [img.shape[:2] for img in images]
+    with Detector(small_checkpoint) as cpu_det, Detector(
+        small_checkpoint, device="cuda", postprocess_device="cuda", batch_size=2
+    ) as gpu_det:
+        assert gpu_det.device_outputs and not cpu_det.device_outputs
+        outputs = gpu_det.infer(gpu_det.preprocess(images))
+        assert all(t.is_cuda for t in outputs.values())
+        gpu = gpu_det.postprocess(outputs, sizes)
+        cpu = cpu_det.postprocess({k: v.cpu().numpy() for k, v in outputs.items()}, sizes)
+        assert len(gpu_det.detect(images)) == len(images)
+    assert_same(gpu, cpu, images)
