@@ -65,7 +65,8 @@ def assert_identical(ref: list, ours: list) -> None:
 )
 def test_identical_to_torch_given_same_probs(preset: str, num_classes: int, kw: dict) -> None:
     priors = default_boxes(preset)
-    locs, logits = heads(2, priors.shape[0], num_classes, seed=num_classes)
+    batch = 1 if kw is SEED000 else 2  # the torch reference without per-class top-k is slow on CPU
+    locs, logits = heads(batch, priors.shape[0], num_classes, seed=num_classes)
     ref, ours = run_both(locs, torch_probs(logits), priors, scores_are_probs=True, **kw)
     assert all(len(d) > 0 for d in ref)
     assert_identical(ref, ours)
@@ -74,7 +75,7 @@ def test_identical_to_torch_given_same_probs(preset: str, num_classes: int, kw: 
 @pytest.mark.parametrize(("preset", "num_classes", "kw"), [("ssd300-vgg16", 21, {}), ("ssd300-resnet50", 81, SEED000)])
 def test_close_to_torch_from_logits(preset: str, num_classes: int, kw: dict) -> None:
     priors = default_boxes(preset)
-    locs, logits = heads(2, priors.shape[0], num_classes, seed=3, scale=2.0)
+    locs, logits = heads(1 if kw is SEED000 else 2, priors.shape[0], num_classes, seed=3, scale=2.0)
     ref, ours = run_both(locs, logits, priors, **kw)
     for r, o in zip(ref, ours):
         assert len(o) == len(r) > 0

@@ -127,6 +127,12 @@ class OpenVINORunner(Runner):
             out[name] = TensorMeta(name, np.dtype(port.get_element_type().to_dtype()), dims)
         return out
 
+    @property
+    def fixed_batch(self) -> int | None:
+        """The static batch size of the input, or None for a dynamic batch (as `OnnxRuntimeRunner.fixed_batch`)."""
+        dim = self.manifest.inputs[0].shape[0]
+        return dim if isinstance(dim, int) else None
+
     def layer_precisions(self) -> dict[str, dict[str, int]]:
         """Executed precision per layer type of the compiled model, e.g. {"Convolution": {"u8": 25}} for int8."""
         if self._compiled is None:

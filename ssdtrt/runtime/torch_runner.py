@@ -107,6 +107,12 @@ class TorchRunner(Runner):
     def input_metadata(self) -> dict[str, TensorMeta]:
         return {t.name: TensorMeta(t.name, np.dtype(t.dtype), tuple(t.shape)) for t in self.manifest.inputs}
 
+    @property
+    def fixed_batch(self) -> int | None:
+        """The static batch size of the input, or None for a dynamic batch (as `OnnxRuntimeRunner.fixed_batch`)."""
+        dim = self.manifest.inputs[0].shape[0]
+        return dim if isinstance(dim, int) else None
+
     def describe(self) -> dict[str, Any]:
         info = {**super().describe(), "device": self.device, "autocast_bf16": self.autocast_bf16}
         info["torch_threads"] = int(self._torch.get_num_threads())
