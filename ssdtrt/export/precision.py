@@ -8,7 +8,10 @@ NMS tail stay fp32. INT8: Q/DQ from onnxruntime.quantization — symmetric int8 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -30,6 +33,9 @@ if TYPE_CHECKING:
 #: Ops kept in fp32 in the fp16 variant (besides onnxruntime's default block list): probabilities near the
 #: 0.01 score threshold and exp() of the box decode lose too much in fp16, and they cost nothing.
 FP16_KEEP_FP32_OPS = ("Softmax", "Exp")
+#: Entropy (KL) calibration as TensorRT's legacy calibrator does it: 2048-bin histograms folded to 128 int8 bins.
+#: (onnxruntime's quantize_static default of 128 bins leaves one candidate threshold: plain min/max.)
+ENTROPY_NUM_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 #: Ops whose inputs get Q/DQ in the int8 variant (TensorRT fuses Q/DQ into these).
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
 
@@ -111,21 +117,25 @@ def quantize_int8(
         try:
             logging.root.setLevel(logging.ERROR)  # ORT's quantizer logs advice on the root logger
             ort_logger.setLevel(logging.ERROR)
-            quantize_static(
-                str(src),
-                str(dst),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(INT8_OP_TYPES),
-                per_channel=True,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=exclude,
-                calibrate_method=method,
-                calibration_providers=["CPUExecutionProvider"],
-                calibration_cache_path=str(ranges) if ranges is not None else None,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
-            )
+            cache_ok = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+            if cfg.method == "entropy" and ranges is not None and cache_ok and not ranges_hit:
+                _entropy_ranges(src, reader, ranges, Path(tmp))
+            with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration progress
+                quantize_static(
+                    str(src),
+                    str(dst),
+                    reader,
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(INT8_OP_TYPES),
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=exclude,
+                    calibrate_method=method,
+                    calibration_providers=["CPUExecutionProvider"],
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+                    **({"calibration_cache_path": str(ranges)} if ranges is not None and cache_ok else {}),
+                )
         except ExportError:
             raise
         except Exception as err:  # noqa: BLE001 - ORT quantizer failures → one line
@@ -143,3 +153,23 @@ def quantize_int8(
         }
     }
     return quantized, record
+
+
+def _entropy_ranges(model_path: Path, reader: ArrayCalibrationReader, ranges: Path, tmp: Path) -> None:
+    """Run onnxruntime's entropy calibrator with TensorRT's bin counts and store its ranges in the cache file."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(
+        model_path,
+        list(INT8_OP_TYPES),
+        augmented_model_path=str(tmp / "augmented.onnx"),
+        calibrate_method=CalibrationMethod.Entropy,
+        providers=["CPUExecutionProvider"],
+        extra_options={"num_bins": ENTROPY_NUM_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS, "symmetric": True},
+    )
+    with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints progress
+        calibrator.collect_data(reader)
+        tensors = calibrator.compute_data()
+    save_tensors_data(tensors, ranges)
+    reader.rewind()
