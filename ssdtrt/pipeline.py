@@ -23,7 +23,7 @@ import numpy as np
 
 from ssdtrt.config import ModelSpec, PostprocessSpec
 from ssdtrt.detections import Detections
-from ssdtrt.errors import ManifestError
+from ssdtrt.errors import BackendUnavailableError, ManifestError
 from ssdtrt.manifest import Manifest
 from ssdtrt.postprocess_numpy import postprocess_numpy
 from ssdtrt.preprocess import preprocess_images
@@ -66,6 +66,8 @@ class Detector:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if postprocess_device != "cpu" and not postprocess_device.startswith("cuda"):
             raise ValueError(f"postprocess_device must be 'cpu' or 'cuda[:index]', not {postprocess_device!r}")
+        if postprocess_device != "cpu":
+            _require_cuda(postprocess_device)
         if isinstance(model, Runner):
             self.runner, self._owns_runner = model, False
         else:
@@ -262,6 +264,21 @@ class Detector:
             iou_threshold=baked.iou_threshold,
             max_detections=min(self.settings.max_detections, baked.max_detections),
         )
+
+
+def _require_cuda(device: str) -> None:
+    """GPU postprocess needs torch with a visible CUDA device: say so in one line instead of failing mid-run."""
+    try:
+        import torch
+    except ImportError as err:
+        raise BackendUnavailableError(
+            f"postprocess on {device} needs torch with CUDA (pip install torch); use postprocess_device='cpu'"
+        ) from err
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError(f"postprocess on {device}: no CUDA GPU visible to torch (use the CPU)")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise BackendUnavailableError(f"{device}: only {torch.cuda.device_count()} CUDA device(s) visible")
 
 
 def _settings_from(manifest_postprocess: dict[str, Any], default: PostprocessSpec) -> PostprocessSpec:

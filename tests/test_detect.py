@@ -162,3 +162,15 @@ def test_model_errors_are_one_line(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert "Traceback" not in captured.out + captured.err
+
+
+def test_cuda_device_without_gpu_is_one_line(small_raw_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    image = write_inputs(tmp_path / "in", n=1)[0]
+    code = main(["detect", str(small_raw_onnx), str(image), "--out", str(tmp_path / "out"), "--device", "cuda"])
+    captured = capsys.readouterr()
+    assert code == 2  # BackendUnavailableError: a missing backend / device
+    assert captured.err.strip().splitlines() == ["error: postprocess on cuda: no CUDA GPU visible to torch (use the CPU)"]

@@ -54,7 +54,8 @@ def detect_cmd(
     ] = False,
     device: Annotated[
         Optional[str],  # noqa: UP007
-        typer.Option("--device", help="cpu or cuda[:i] for the runner and the postprocess (default: the backend's)."),
+        typer.Option("--device", help="cpu or cuda[:i]: where the runner runs; cuda also runs the postprocess on the GPU (needs torch). "
+            "Default: the backend's own choice, postprocess on the CPU."),
     ] = None,
 ) -> None:
     """Detect objects in images and videos; write annotated images and COCO-format detections.json."""
