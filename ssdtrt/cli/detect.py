@@ -190,7 +190,7 @@ def _estimate_total(sources: list[Any]) -> int | None:
 
     total = 0
     for src in sources:
-        total += video_frame_count(src.path) if src.kind == "video" else 1
+        total += max(video_frame_count(src.path), 1) if src.kind == "video" else 1  # a bad video: 1 error
     return total or None
 
 
