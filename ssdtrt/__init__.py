@@ -30,6 +30,7 @@ _LAZY = {
     "load_model": "ssdtrt.model.checkpoint",
     "build_model": "ssdtrt.model.ssd",
     "read_manifest": "ssdtrt.manifest",
+    "Detector": "ssdtrt.pipeline",
     "SSDTRTError": "ssdtrt.errors",
 }
 
