@@ -30,6 +30,7 @@ _LAZY = {
     "load_model": "ssdtrt.model.checkpoint",
     "build_model": "ssdtrt.model.ssd",
     "read_manifest": "ssdtrt.manifest",
+    "export_checkpoint": "ssdtrt.export.onnx_export",
     "Detector": "ssdtrt.pipeline",
     "SSDTRTError": "ssdtrt.errors",
 }
