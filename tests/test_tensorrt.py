@@ -60,6 +60,24 @@ def test_manifest_without_tensorrt_version(small_raw_onnx: Path) -> None:
         check_engine_compatibility(m, "10.13.0", A10)
 
 
+def test_runner_reads_profile_and_checks_manifest_kind(small_raw_onnx: Path, tmp_path: Path) -> None:
+    from ssdtrt.runtime.tensorrt_runner import TensorRTRunner
+
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"not an engine")
+    dims = {"min": [1, 3, 160, 160], "opt": [4, 3, 160, 160], "max": [8, 3, 160, 160]}
+    write_manifest(plan, engine_manifest(small_raw_onnx, profile={"images": dims}))
+    assert TensorRTRunner(plan).max_batch == 8  # larger host batches run in chunks of 8
+    static = {"min": [2, 3, 160, 160], "opt": [2, 3, 160, 160], "max": [2, 3, 160, 160]}
+    write_manifest(plan, engine_manifest(small_raw_onnx, profile={"images": static}))
+    assert TensorRTRunner(plan).max_batch is None
+    write_manifest(plan, replace(read_manifest(small_raw_onnx), artifact=plan.name))  # an ONNX manifest
+    with pytest.raises(ManifestError, match="not a TensorRT engine"):
+        TensorRTRunner(plan)
+    with pytest.raises(ValueError, match="buffers"):
+        TensorRTRunner(plan, buffers="pycuda")
+
+
 def test_batch_profile() -> None:
     from ssdtrt.engines.tensorrt_builder import batch_profile
 
@@ -123,8 +141,8 @@ def test_engine_matches_onnxruntime(plan: Path, small_raw_onnx: Path) -> None:
     x = np.random.default_rng(0).standard_normal((3, 3, 160, 160)).astype(np.float32)
     with TensorRTRunner(plan) as trt_runner, OnnxRuntimeRunner(small_raw_onnx, providers=["CPUExecutionProvider"]) as ref:
         out, expected = trt_runner.infer({"images": x}), ref.infer({"images": x})
-        with pytest.raises(ValueError, match="outside the engine's profile"):
-            trt_runner.infer({"images": np.zeros((5, 3, 160, 160), np.float32)})
+        chunked = trt_runner.infer({"images": np.concatenate([x, x])})  # 6 > max batch 4: runs in chunks of 4
+    np.testing.assert_allclose(chunked["logits"][3:], out["logits"], atol=1e-5)
     for name in ("locs", "logits"):
         np.testing.assert_allclose(out[name], expected[name], atol=2e-3)  # TF32 convolutions
 

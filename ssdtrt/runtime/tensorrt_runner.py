@@ -183,7 +183,22 @@ class TensorRTRunner(Runner):
             raise ManifestError(f"{self.path}: output {name!r} has a data-dependent shape {shape}; export fixed-size outputs")
         return shape
 
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch of the engine's optimization profile (None: static batch or no profile recorded)."""
+        maxima = [int(p["max"][0]) for p in self.manifest.engine.get("profile", {}).values() if p["min"] != p["max"]]
+        return min(maxima) if maxima else None
+
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Host arrays in and out; a batch above the profile's maximum runs in chunks of that maximum."""
+        limit = self.max_batch
+        n = int(next(iter(feeds.values())).shape[0]) if feeds else 0
+        if limit is None or n <= limit:
+            return self._infer_once(feeds)
+        parts = [self._infer_once({k: v[s : s + limit] for k, v in feeds.items()}) for s in range(0, n, limit)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def _infer_once(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.buffers == "torch":
             torch = _import_torch_cuda()
             dev = f"cuda:{self.device_index}"
