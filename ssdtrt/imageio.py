@@ -72,7 +72,7 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_IMAGE
     if size is not None:
         _check_pixels(name, *size, max_pixels=max_pixels)
     if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
-        raise ImageReadError(f"{name}: corrupt JPEG (truncated: no end-of-image marker after the last scan)")
+        raise ImageReadError(f"{name}: corrupt JPEG (truncated: no end-of-image marker after the image data)")
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         problem = _png_problem(data)
         if problem:
@@ -134,11 +134,20 @@ def peek_image_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """Walk the JPEG marker segments to the first start-of-frame (SOF0..SOF15 except DHT/JPG/DAC)."""
+    """(width, height) of the first start-of-frame segment (SOF0..SOF15 except DHT / JPG / DAC)."""
+    return _jpeg_walk(data)[0]
+
+
+def _jpeg_walk(data: bytes) -> tuple[tuple[int, int] | None, int]:
+    """Walk the marker segments (skipping APPn payloads such as EXIF thumbnails) to the first start of scan.
+
+    Returns (frame size or None, offset of the first SOS marker or -1).
+    """
     i, n = 2, len(data)
+    size: tuple[int, int] | None = None
     while i + 4 <= n:
         if data[i] != 0xFF:
-            return None
+            return size, -1
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -146,26 +155,25 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
             i += 2
             continue
+        if marker == 0xDA:
+            return size, i
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+        if size is None and 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= n:
             h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return int(w), int(h)
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
+            size = (int(w), int(h))
         i += 2 + length
-    return None
+    return size, -1
 
 
 def _jpeg_truncated(data: bytes) -> bool:
-    """True when the last scan has no end-of-image marker after it (a cut-off download or copy).
+    """True when no end-of-image marker follows the image data (a cut-off download or copy).
 
     libjpeg would otherwise decode the missing part as grey and print a warning; we refuse the file instead.
-    Entropy-coded data stuffs 0xFF as FF 00, so FF D9 after the last FF DA is the real end marker.
+    Entropy-coded data stuffs 0xFF as FF 00, so the first FF D9 after the first scan is the real end marker; data
+    appended after it (motion photos append a video) does not matter.
     """
-    sos = data.rfind(b"\xff\xda")
-    if sos < 0:
-        return True
-    return data.find(b"\xff\xd9", sos) < 0
+    sos = _jpeg_walk(data)[1]
+    return sos < 0 or data.find(b"\xff\xd9", sos) < 0
 
 
 def _png_problem(data: bytes) -> str | None:

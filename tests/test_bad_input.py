@@ -57,6 +57,15 @@ def test_truncated_jpeg(tmp_path: Path) -> None:
         read_image(path)
 
 
+def test_jpeg_with_appended_data_and_unicode_path(tmp_path: Path) -> None:
+    """Motion photos append a video after the JPEG's end marker: still a valid image. Unicode names read fine."""
+    image = smooth_image(90, 120, 5)
+    path = tmp_path / "café_照片.jpg"
+    path.write_bytes(encode(".jpg", image) + b"\xff\xda" + bytes(range(256)) * 8)
+    rgb = read_image(path)
+    np.testing.assert_array_equal(rgb, cv2.imdecode(np.frombuffer(encode(".jpg", image), np.uint8), 1)[:, :, ::-1])
+
+
 def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(ImageReadError, match=r"empty\.jpg: empty file"):
