@@ -119,6 +119,8 @@ def _select(
 ) -> list[Detections]:
     """Thresholds, per-class top-k, min size, per-class NMS and per-image cap on [N, P, 4] / [N, P, K]."""
     n_img, n_pri, n_cls = class_scores.shape
+    if n_img == 0:
+        return []
     scores_nkp = np.ascontiguousarray(class_scores.transpose(0, 2, 1)).reshape(n_img * n_cls, n_pri)
     rows, pri, scores = _candidates(scores_nkp, score_threshold, topk_candidates)
     img_idx, cls_idx = rows // n_cls, rows % n_cls
