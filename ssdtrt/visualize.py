@@ -44,7 +44,7 @@ def draw_detections(image_rgb: np.ndarray, dets: Detections, min_score: float = 
     height, width = canvas.shape[:2]
     side = min(height, width)
     thickness = max(1, round(side / 320))
-    font_scale = float(np.clip(side / 900, 0.35, 1.2))
+    font_scale = float(np.clip(side / 640, 0.35, 8.0))
     font_thick = max(1, round(font_scale * 1.5))
     boxes = np.asarray(d.boxes, dtype=np.float64)
     boxes = np.clip(np.rint(boxes), 0, [width - 1, height - 1, width - 1, height - 1]).astype(np.int64)
@@ -55,7 +55,7 @@ def draw_detections(image_rgb: np.ndarray, dets: Detections, min_score: float = 
     for i in order:  # one cv2 call per drawn box: drawing is inherently per box
         x1, y1, x2, y2 = (int(v) for v in boxes[i])
         color = label_color(int(d.labels[i]))
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_8)  # axis-aligned: crisp
         text = f"{names[i]} {scores[i]:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, font_thick)
         ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else min(y1 + thickness, height - th - base - 2)
