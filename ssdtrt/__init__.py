@@ -32,6 +32,7 @@ _LAZY = {
     "read_manifest": "ssdtrt.manifest",
     "export_checkpoint": "ssdtrt.export.onnx_export",
     "Detector": "ssdtrt.pipeline",
+    "open_runner": "ssdtrt.runtime",
     "SSDTRTError": "ssdtrt.errors",
 }
 
