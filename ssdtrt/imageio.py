@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import glob
 import os
+import queue
+import threading
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -332,3 +334,48 @@ def iter_inputs(
                 yield InputItem(src.name, read_image(src.path, max_pixels=max_pixels), None, src.path)
             except ImageReadError as err:
                 yield InputItem(src.name, None, err, src.path)
+
+
+def prefetch(items: Iterable[InputItem], depth: int = 16) -> Iterator[InputItem]:
+    """Read ahead in a background thread (decoding releases the GIL, so it overlaps inference); order is kept.
+
+    An exception raised by `items` is re-raised here; leaving the loop early stops the reader.
+    """
+    if depth < 1:
+        yield from items
+        return
+    buf: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message: tuple[str, object]) -> bool:
+        """Queue a message unless the consumer has gone; False when it has."""
+        while not stop.is_set():
+            try:
+                buf.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
+            put(("error", err))
+
+    thread = threading.Thread(target=reader, name="ssdtrt-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = buf.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)

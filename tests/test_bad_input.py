@@ -251,3 +251,35 @@ def test_cli_all_good_exits_zero(onnx_model: Path, tmp_path: Path) -> None:
     assert proc.stderr.strip() == ""
     assert sorted(p.name for p in out.iterdir()) == ["detections.json"]
     assert "5 image(s)" in proc.stdout
+
+
+def test_prefetch_keeps_order_errors_and_stops_early(tmp_path: Path) -> None:
+    from ssdtrt.imageio import prefetch
+
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"{i:02d}.png")
+        paths[-1].write_bytes(encode(".png", smooth_image(16, 16, i)) if i % 5 else b"")  # 0, 5, 10 are empty
+    direct = list(iter_inputs([str(p) for p in paths]))
+    ahead = list(prefetch(iter_inputs([str(p) for p in paths]), depth=3))
+    assert [(a.name, a.ok) for a in ahead] == [(d.name, d.ok) for d in direct]
+    assert [a.ok for a in ahead].count(False) == 3
+    for a, d in zip(ahead, direct):
+        if a.ok:
+            np.testing.assert_array_equal(a.image_rgb, d.image_rgb)
+
+    def failing():  # noqa: ANN202
+        yield direct[1]
+        raise RuntimeError("reader broke")
+
+    got = []
+    with pytest.raises(RuntimeError, match="reader broke"):
+        for item in prefetch(failing(), depth=2):
+            got.append(item)
+    assert len(got) == 1
+    stream = prefetch(iter(direct * 50), depth=2)  # leave early: the reader thread must stop
+    assert next(stream).name == direct[0].name
+    stream.close()
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name == "ssdtrt-prefetch" and t.is_alive()]

@@ -196,10 +196,10 @@ def _estimate_total(sources: list[Any]) -> int | None:
 
 def _process(detector: Detector, sources: list[Any], run: _Run) -> None:
     """Stream inputs, batch the good ones, report the bad ones (one line each)."""
-    from ssdtrt.imageio import iter_inputs
+    from ssdtrt.imageio import iter_inputs, prefetch
 
     pending: list[InputItem] = []
-    for item in iter_inputs(sources):
+    for item in prefetch(iter_inputs(sources), depth=2 * detector.batch_size):
         if not item.ok:
             run.failures += 1
             run.report(f"error: {item.error}")
