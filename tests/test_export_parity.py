@@ -17,6 +17,7 @@ import torch
 
 from ssdtrt.config import PostprocessSpec
 from ssdtrt.data import open_dataset
+from ssdtrt.export.lint import lint_onnx
 from ssdtrt.export.onnx_export import export_model
 from ssdtrt.model.ssd import build_model
 from ssdtrt.postprocess import postprocess
@@ -137,5 +138,6 @@ def test_nms_all_candidates_and_padding(model, images, heads, outdir) -> None:
         with OnnxRuntimeRunner(path, providers=["CPUExecutionProvider"]) as runner:
             out = _feed(runner, images, 4)
         counts = _check_nms(out, heads, priors, settings)
+        assert lint_onnx(path).ok  # k = P must not become a TopK TensorRT rejects (K >= 3840 for SSD300)
         if name == "pad":  # 6 classes x 10 candidates < K: the padding rows are exercised
             assert 0 < max(counts) <= 60 < settings.max_detections

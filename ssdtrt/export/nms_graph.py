@@ -2,13 +2,14 @@
 
 Same semantics as `ssdtrt.postprocess`, step by step:
 
-1. per class c ≥ 1: TopK(k = topk_candidates or P) of scores[:, :, c] (sorted; ties → lower prior index first);
+1. per class c ≥ 1: TopK(k = topk_candidates) of scores[:, :, c] (sorted; ties → lower prior index first); with
+   no per-class cap every prior is a candidate in prior order (no TopK: TensorRT needs K < 3840);
 2. keep candidates with score > score_threshold and, if min_size > 0, width and height ≥ min_size; the rest get
    score -1 (scores are probabilities ≥ 0, so NonMaxSuppression's own score_threshold of 0 drops exactly them,
    whichever of > / ≥ a backend implements);
 3. one NonMaxSuppression with batch = N·(C-1) and one class per batch entry, so every (image, class) candidate set
    stays separate; at most min(k, K) boxes kept per class;
-4. kept scores are scattered back into a dense [N, (C-1)·k] matrix in (class, rank) order (the rest -1) and a
+4. kept scores are scattered back into a dense [N, (C-1)·k] matrix in (class, rank | prior) order (the rest -1) and a
    TopK(K) per image picks the best K = max_detections; TopK breaks ties by the lower index, i.e. candidate order,
    exactly as the torch path's stable sort;
 5. fixed-size outputs, padded: num_detections [N] int32, boxes [N, K, 4] (xyxy normalized), scores [N, K],
@@ -87,13 +88,21 @@ def append_nms(
     # 1. per-class top-k candidates: [N, C-1, k] scores and prior indices
     cls = b.one("Slice", [scores_name, b.const("c_start", i64(1)), b.const("c_end", i64(num_classes)), b.const("c_axis", i64(2))])
     cls_t = b.one("Transpose", [cls], perm=[0, 2, 1])
-    cand_s, cand_i = b.op("TopK", [cls_t, b.const("k", i64(k))], 2, axis=-1, largest=1, sorted=1)
     shape_nm = b.const("shape_nm", i64(0, -1))
-    idx_flat = b.one("Reshape", [cand_i, shape_nm])  # [N, M]
     expand4 = b.const("expand4", i64(1, 1, 4))
     axis2 = b.const("axis2", i64(2))
-    idx4 = b.one("Expand", [b.one("Unsqueeze", [idx_flat, axis2]), expand4])
-    cand_boxes = b.one("GatherElements", [boxes_name, idx4], axis=1)  # [N, M, 4] in (class, rank) order
+    if k < p:
+        cand_s, cand_i = b.op("TopK", [cls_t, b.const("k", i64(k))], 2, axis=-1, largest=1, sorted=1)
+        idx_flat = b.one("Reshape", [cand_i, shape_nm])  # [N, M]
+        idx4 = b.one("Expand", [b.one("Unsqueeze", [idx_flat, axis2]), expand4])
+        cand_boxes = b.one("GatherElements", [boxes_name, idx4], axis=1)  # [N, M, 4] in (class, rank) order
+    else:
+        # No per-class cap: every prior is a candidate, kept in prior order (no TopK, whose K TensorRT limits to
+        # < 3840). Equal scores then rank by prior index, which is exactly the stable sort of the torch path.
+        cand_s = cls_t
+        per_class_boxes = b.one("Expand", [b.one("Unsqueeze", [boxes_name, b.const("axis1c", i64(1))]),
+                                           b.const("expand_c", i64(1, c1, 1, 1))])
+        cand_boxes = b.one("Reshape", [per_class_boxes, b.const("shape_nm4", i64(0, -1, 4))])  # [N, (C-1)·P, 4]
     s_flat = b.one("Reshape", [cand_s, shape_nm])
 
     # 2. score threshold and min size → masked scores (-1 = not a candidate)
