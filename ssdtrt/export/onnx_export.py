@@ -239,9 +239,8 @@ def build_manifest(
         inputs=inputs,
         outputs=outputs,
         postprocess=asdict(postprocess),
-        source=source,
+        source={**source, "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)},
         tools=_tools(),
-        engine={"opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)},
     )
 
 
