@@ -40,8 +40,11 @@ class Recipe:
     augment: str = "ssd"
 
 
+#: ssd-small, measured on synthetic (2000 train images, mAP@.5 on 100 val images after 8000 images seen, 1 thread):
+#: SGD 0.05 bs32 + SSD aug: 0.04 (after 7800); AdamW bs16 lr 2e-3: 0.43, 5e-3: 0.61, 1e-2 + flip: 0.69, 2e-2: 0.59;
+#: AdamW bs8 lr 7e-3 + flip: 0.875. Small batches = more updates per CPU-second; few epochs need little augmentation.
 RECIPES: dict[str, Recipe] = {
-    "ssd-small": Recipe(optimizer="sgd", lr=0.05, batch_size=32, weight_decay=5e-4, warmup_steps=100, augment="light"),
+    "ssd-small": Recipe(optimizer="adamw", lr=7e-3, batch_size=8, weight_decay=5e-4, warmup_steps=100, augment="light"),
 }
 
 
@@ -174,15 +177,15 @@ def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
 
 
 def train_transform(spec: Any, augment: str) -> Any:
-    """The SSD augmentation pipeline at full ('ssd'), reduced ('light': small expand, no tiny crops) or no strength."""
+    """Augmentation strength: 'ssd' = the full SSD pipeline (photometric, expand, min-IoU crop, flip); 'light' =
+    horizontal flip only (cheap: for short runs of a few epochs, where the geometric ops cost more CPU than they
+    return); 'none' = resize only."""
     from ssdtrt.data.transforms import EvalTransform, TrainTransform
 
     if augment == "none":
         return EvalTransform(spec.preprocess)
     if augment == "light":
-        return TrainTransform(
-            spec.preprocess, expand_max=2.0, expand_prob=0.3, crop_min_ious=(None, 0.3, 0.5, 0.7, 0.9), crop_min_scale=0.5
-        )
+        return TrainTransform(spec.preprocess, photometric=False, expand_prob=0.0, crop_min_ious=None)
     return TrainTransform(spec.preprocess)
 
 

@@ -13,7 +13,7 @@ import torch
 from ssdtrt.train import TrainConfig, lr_at, train
 
 TINY = dict(preset="ssd-small", data="synthetic", train_size=32, batch_size=8, eval_limit=8, augment="light",
-            workers=0, threads=1, lr=0.02)
+            workers=0, threads=1, lr=5e-3)
 
 
 class _Recorder:
