@@ -36,7 +36,8 @@ FP16_KEEP_FP32_OPS = ("Softmax", "Exp")
 #: Entropy (KL) calibration as TensorRT's legacy calibrator does it: 2048-bin histograms folded to 128 int8 bins.
 #: (onnxruntime's quantize_static default of 128 bins leaves one candidate threshold: plain min/max.)
 ENTROPY_NUM_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
-#: Ops whose inputs get Q/DQ in the int8 variant (TensorRT fuses Q/DQ into these).
+#: Ops whose inputs (activations and weights) get Q/DQ in the int8 variant; their outputs stay float, the next
+#: quantized op's input Q/DQ follows them (the placement NVIDIA's quantization toolkits use; TensorRT fuses it).
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
 
 
@@ -133,7 +134,8 @@ def quantize_int8(
                     nodes_to_exclude=exclude,
                     calibrate_method=method,
                     calibration_providers=["CPUExecutionProvider"],
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                                   "OpTypesToExcludeOutputQuantization": list(INT8_OP_TYPES)},
                     **({"calibration_cache_path": str(ranges)} if ranges is not None and cache_ok else {}),
                 )
         except ExportError:
