@@ -40,9 +40,14 @@ def make_predict_fn(model_path: Path, *, device: str = "cpu", batch_size: int = 
         m = ort_fn.runner.manifest  # type: ignore[attr-defined]
         desc = f"{model_path} (onnxruntime, {m.export_mode}, {m.precision}, preset {m.model_spec.name})"
         return PredictorInfo(ort_fn, tuple(m.class_names), desc)
+    import torch
+
     from ssdtrt.evaluate import torch_predict_fn
     from ssdtrt.model.checkpoint import load_model
+    from ssdtrt.train import auto_threads
 
+    if device == "cpu":
+        torch.set_num_threads(auto_threads())  # no oversubscription on a shared machine
     model = load_model(model_path, device=device)
     fn = torch_predict_fn(model, device, batch_size=batch_size)
     return PredictorInfo(fn, tuple(model.class_names), f"{model_path} (torch, preset {model.preset}, {device})")
