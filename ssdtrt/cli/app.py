@@ -39,9 +39,12 @@ def build_app() -> typer.Typer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 1 failure, 2 usage / missing backend)."""
-    import click
-
     from ssdtrt.errors import SSDTRTError
+
+    try:
+        import click
+    except ImportError:  # typer >= 0.29 vendors click instead of depending on it
+        from typer import _click as click
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -61,12 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         typer.secho(f"error: {err}", fg="red", err=True)
         code = 1
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         code = err.exit_code
     except click.ClickException as err:
         err.show()
         code = err.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.secho("aborted", fg="red", err=True)
         code = 130
     except KeyboardInterrupt:
