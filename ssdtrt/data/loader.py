@@ -109,4 +109,6 @@ def make_loader(
         generator=generator,
         worker_init_fn=_worker_init if num_workers > 0 else None,
         persistent_workers=False,
+        # fork after torch/OpenCV thread pools exist can deadlock the workers; forkserver starts them clean
+        multiprocessing_context="forkserver" if num_workers > 0 else None,
     )
