@@ -9,7 +9,6 @@ the fp32 model (random weights, 8 calibration images: a smoke bound, mAP is chec
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -171,11 +170,6 @@ def test_build_errors(small_raw_onnx: Path, tmp_path: Path) -> None:
         OpenVINORunner(result.engine_path)
 
 
-@pytest.mark.xfail(
-    importlib.util.find_spec("click") is None,
-    reason="ssdtrt.cli.app.main imports click, which typer >= 0.2x no longer installs (app.py fix pending)",
-    strict=False,
-)
 def test_cli_build_engine_openvino(small_raw_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ssdtrt.cli.app import main
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from dataclasses import replace
@@ -103,11 +102,6 @@ def test_build_without_tensorrt_raises_exit_code_2(small_raw_onnx: Path, tmp_pat
 
 
 @needs_no_tensorrt
-@pytest.mark.xfail(
-    importlib.util.find_spec("click") is None,
-    reason="ssdtrt.cli.app.main imports click, which typer >= 0.2x no longer installs (app.py fix pending)",
-    strict=False,
-)
 def test_cli_build_engine_without_tensorrt_prints_one_line(small_raw_onnx: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "ssdtrt.cli.app", "build-engine", str(small_raw_onnx), "--backend", "tensorrt",
            "--out", str(tmp_path / "m")]
