@@ -71,6 +71,10 @@ class PostprocessSpec:
     max_detections: int = 200
     min_size: float = 0.0
 
+    def as_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `postprocess` / `postprocess_numpy` (one place that unpacks a spec)."""
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -59,17 +59,7 @@ def postprocess_spec(
     locs: torch.Tensor, logits: torch.Tensor, priors: Any, spec: PostprocessSpec, **kwargs: Any
 ) -> list[Detections]:
     """`postprocess` with the settings of a PostprocessSpec (e.g. a preset's defaults)."""
-    return postprocess(
-        locs,
-        logits,
-        priors,
-        score_threshold=spec.score_threshold,
-        iou_threshold=spec.iou_threshold,
-        topk_candidates=spec.topk_candidates,
-        max_detections=spec.max_detections,
-        min_size=spec.min_size,
-        **kwargs,
-    )
+    return postprocess(locs, logits, priors, **spec.as_kwargs(), **kwargs)
 
 
 def _select(

@@ -62,17 +62,7 @@ def postprocess_numpy_spec(
     locs: np.ndarray, logits: np.ndarray, priors: np.ndarray, spec: PostprocessSpec, **kwargs: object
 ) -> list[Detections]:
     """`postprocess_numpy` with the settings of a PostprocessSpec (e.g. a manifest's preset defaults)."""
-    return postprocess_numpy(
-        locs,
-        logits,
-        priors,
-        score_threshold=spec.score_threshold,
-        iou_threshold=spec.iou_threshold,
-        topk_candidates=spec.topk_candidates,
-        max_detections=spec.max_detections,
-        min_size=spec.min_size,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return postprocess_numpy(locs, logits, priors, **spec.as_kwargs(), **kwargs)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
