@@ -130,20 +130,28 @@ class Detector:
 
         Host numpy arrays by name, or device torch tensors when `device_outputs` (GPU postprocess on them).
         """
+        return self.infer_timed(batch)[0]
+
+    def infer_timed(self, batch: np.ndarray) -> tuple[dict[str, Any], dict[str, float]]:
+        """`infer` plus milliseconds per stage, summed over static-batch chunks: "inference", and on GPU runners
+        "h2d" / "d2h" timed with CUDA events (what `ssdtrt bench latency` reports)."""
         n = int(batch.shape[0])
         step = self.static_batch
         if step is None or step == n:
             return self._run({self.input.name: batch})
         parts: list[dict[str, Any]] = []
+        stages: dict[str, float] = {}
         for start in range(0, n, step):
             chunk = batch[start : start + step]
             real = chunk.shape[0]
             if real < step:
                 pad = np.zeros((step - real, *chunk.shape[1:]), dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            out = self._run({self.input.name: chunk})
+            out, ms = self._run({self.input.name: chunk})
             parts.append({k: v[:real] for k, v in out.items()})
-        return {k: _concat([p[k] for p in parts]) for k in parts[0]}
+            for stage, value in ms.items():
+                stages[stage] = stages.get(stage, 0.0) + value
+        return {k: _concat([p[k] for p in parts]) for k in parts[0]}, stages
 
     def postprocess(self, outputs: dict[str, Any], image_sizes_hw: Sequence[tuple[int, int]]) -> list[Detections]:
         """Runner outputs → numpy Detections per image, boxes xyxy in pixels of (height, width) `image_sizes_hw`."""
@@ -189,12 +197,15 @@ class Detector:
         }
 
     # ------------------------------------------------------------------------------------------ internals
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    def _run(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, float]]:
         if not self.device_outputs:
-            return self.runner.infer(feeds)
+            return self.runner.infer_timed(feeds)
         import torch
 
-        return self.runner.infer_torch({k: torch.from_numpy(v) for k, v in feeds.items()})  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        out = self.runner.infer_torch({k: torch.from_numpy(v) for k, v in feeds.items()})  # type: ignore[attr-defined]
+        torch.cuda.synchronize()
+        return out, {"inference": (time.perf_counter() - start) * 1e3}
 
     def _outputs_by_role(self, outputs: dict[str, Any]) -> list[Any]:
         roles = OUTPUT_NAMES[self.export_mode]

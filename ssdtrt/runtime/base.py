@@ -9,6 +9,7 @@ A runner is created from an artifact and its manifest; it knows nothing about im
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -59,6 +60,14 @@ class Runner(abc.ABC):
         if not self.is_active:
             self.activate()
         return self._infer(feeds)
+
+    def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """`infer` plus milliseconds per stage: {"inference"} on CPU backends (host memory throughout);
+        GPU backends override it to split host-to-device, inference and device-to-host ("h2d", "d2h") with CUDA events.
+        """
+        start = time.perf_counter()
+        outputs = self.infer(feeds)
+        return outputs, {"inference": (time.perf_counter() - start) * 1e3}
 
     @abc.abstractmethod
     def _activate(self) -> None: ...

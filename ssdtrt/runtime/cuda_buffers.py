@@ -137,6 +137,26 @@ class CudaStream:
             self.handle = None
 
 
+class CudaEvent:
+    """A CUDA event: recorded on a stream, it times GPU work without stalling the host (cudaEventElapsedTime)."""
+
+    def __init__(self, cudart: Any) -> None:
+        self._cudart = cudart
+        self.handle = cuda_call(cudart, cudart.cudaEventCreate())
+
+    def record(self, stream: CudaStream) -> None:
+        cuda_call(self._cudart, self._cudart.cudaEventRecord(self.handle, stream.handle))
+
+    def elapsed_ms(self, later: CudaEvent) -> float:
+        """Milliseconds from this event to `later` (both recorded and completed: synchronize the stream first)."""
+        return float(cuda_call(self._cudart, self._cudart.cudaEventElapsedTime(self.handle, later.handle)))
+
+    def destroy(self) -> None:
+        if self.handle is not None:
+            cuda_call(self._cudart, self._cudart.cudaEventDestroy(self.handle))
+            self.handle = None
+
+
 def round_trip(host: np.ndarray) -> np.ndarray:
     """Host → device → host through cuda-python on a fresh stream (a self-test of the buffer path)."""
     cudart = import_cudart()

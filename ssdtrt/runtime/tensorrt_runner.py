@@ -191,39 +191,82 @@ class TensorRTRunner(Runner):
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Host arrays in and out; a batch above the profile's maximum runs in chunks of that maximum."""
+        return self._infer_chunks(feeds, None)
+
+    def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """`infer` with CUDA-event times of the host-to-device copy, the engine and the device-to-host copy (ms)."""
+        if not self.is_active:
+            self.activate()
+        timing = {"h2d": 0.0, "inference": 0.0, "d2h": 0.0}
+        return self._infer_chunks(feeds, timing), timing
+
+    def _infer_chunks(self, feeds: dict[str, np.ndarray], timing: dict[str, float] | None) -> dict[str, np.ndarray]:
         limit = self.max_batch
         n = int(next(iter(feeds.values())).shape[0]) if feeds else 0
         if limit is None or n <= limit:
-            return self._infer_once(feeds)
-        parts = [self._infer_once({k: v[s : s + limit] for k, v in feeds.items()}) for s in range(0, n, limit)]
+            return self._infer_once(feeds, timing)
+        parts = [self._infer_once({k: v[s : s + limit] for k, v in feeds.items()}, timing) for s in range(0, n, limit)]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
-    def _infer_once(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_once(self, feeds: dict[str, np.ndarray], timing: dict[str, float] | None = None) -> dict[str, np.ndarray]:
         if self.buffers == "torch":
-            torch = _import_torch_cuda()
-            dev = f"cuda:{self.device_index}"
-            out = self.infer_torch({k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in feeds.items()})
-            return {k: v.cpu().numpy() for k, v in out.items()}
-        from ssdtrt.runtime.cuda_buffers import DeviceBuffer
+            return self._infer_once_torch(feeds, timing)
+        from ssdtrt.runtime.cuda_buffers import CudaEvent, DeviceBuffer
 
-        host_in = {n: np.ascontiguousarray(feeds[n], dtype=dt) for n, (inp, dt) in self._io.items() if inp and n in feeds}
-        self._set_input_shapes({n: a.shape for n, a in host_in.items()})
-        host_out: dict[str, np.ndarray] = {}
-        for name, (is_input, dtype) in self._io.items():
-            buf = self._device_buffers.setdefault(name, DeviceBuffer(self._cudart))
-            if is_input:
-                ptr = buf.ensure(host_in[name].nbytes)
-                self._stream.copy_to_device(ptr, host_in[name])
-            else:
-                host_out[name] = np.empty(self._output_shape(name), dtype)
-                ptr = buf.ensure(host_out[name].nbytes)
-            self._context.set_tensor_address(name, ptr)
-        if not self._context.execute_async_v3(self._stream.ptr):
-            raise BackendUnavailableError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
-        for name, arr in host_out.items():
-            self._stream.copy_to_host(arr, self._device_buffers[name].ptr)
-        self._stream.synchronize()  # host_in stays referenced until here
-        return host_out
+        events = [CudaEvent(self._cudart) for _ in range(4)] if timing is not None else []
+        try:
+            host_in = {n: np.ascontiguousarray(feeds[n], dtype=dt) for n, (inp, dt) in self._io.items() if inp and n in feeds}
+            self._set_input_shapes({n: a.shape for n, a in host_in.items()})
+            host_out: dict[str, np.ndarray] = {}
+            if events:
+                events[0].record(self._stream)
+            for name, (is_input, dtype) in self._io.items():
+                buf = self._device_buffers.setdefault(name, DeviceBuffer(self._cudart))
+                if is_input:
+                    ptr = buf.ensure(host_in[name].nbytes)
+                    self._stream.copy_to_device(ptr, host_in[name])
+                else:
+                    host_out[name] = np.empty(self._output_shape(name), dtype)
+                    ptr = buf.ensure(host_out[name].nbytes)
+                self._context.set_tensor_address(name, ptr)
+            if events:
+                events[1].record(self._stream)
+            if not self._context.execute_async_v3(self._stream.ptr):
+                raise BackendUnavailableError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
+            if events:
+                events[2].record(self._stream)
+            for name, arr in host_out.items():
+                self._stream.copy_to_host(arr, self._device_buffers[name].ptr)
+            if events:
+                events[3].record(self._stream)
+            self._stream.synchronize()  # host_in stays referenced until here
+            if timing is not None:
+                for stage, (a, b) in zip(("h2d", "inference", "d2h"), zip(events, events[1:])):
+                    timing[stage] += a.elapsed_ms(b)
+            return host_out
+        finally:
+            for event in events:
+                event.destroy()
+
+    def _infer_once_torch(self, feeds: dict[str, np.ndarray], timing: dict[str, float] | None) -> dict[str, np.ndarray]:
+        torch = _import_torch_cuda()
+        dev = f"cuda:{self.device_index}"
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if timing is not None else []
+        if events:
+            events[0].record()
+        inputs = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in feeds.items()}
+        if events:
+            events[1].record()
+        out = self.infer_torch(inputs)
+        if events:
+            events[2].record()
+        host = {k: v.cpu().numpy() for k, v in out.items()}
+        if events:
+            events[3].record()
+            events[3].synchronize()
+            for stage, (a, b) in zip(("h2d", "inference", "d2h"), zip(events, events[1:])):
+                timing[stage] += a.elapsed_time(b)  # type: ignore[index]
+        return host
 
     def infer_torch(self, feeds: dict[str, Any]) -> dict[str, Any]:
         """CUDA tensors in, CUDA tensors out (allocated by torch): GPU postprocess reads the engine's outputs directly.

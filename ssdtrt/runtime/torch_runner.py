@@ -100,6 +100,25 @@ class TorchRunner(Runner):
         out = self.infer_torch({INPUT_NAME: images})
         return {name: out[name].cpu().numpy() for name in OUTPUT_NAMES}
 
+    def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """On a GPU, CUDA-event times of the host-to-device copy, the model and the device-to-host copy (ms)."""
+        if not self.device.startswith("cuda"):
+            return super().infer_timed(feeds)
+        if not self.is_active:
+            self.activate()
+        torch = self._torch
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        events[0].record()
+        images = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME], dtype=np.float32)).to(self.device)
+        events[1].record()
+        out = self.infer_torch({INPUT_NAME: images})
+        events[2].record()
+        host = {name: out[name].cpu().numpy() for name in OUTPUT_NAMES}
+        events[3].record()
+        events[3].synchronize()
+        stages = ("h2d", "inference", "d2h")
+        return host, {stage: float(a.elapsed_time(b)) for stage, (a, b) in zip(stages, zip(events, events[1:]))}
+
     def _deactivate(self) -> None:
         if self.device.startswith("cuda"):
             self._torch.cuda.empty_cache()
