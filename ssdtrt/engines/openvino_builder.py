@@ -73,6 +73,7 @@ def build_openvino(
         model = ov.Core().read_model(str(onnx_path))
     except Exception as err:  # noqa: BLE001 - OpenVINO's own RuntimeError types
         raise EngineBuildError(f"{onnx_path}: OpenVINO cannot read it ({_first_line(err)})") from err
+    _keep_output_names(model, [t.name for t in src.outputs], onnx_path)
     _save_ir_atomic(ov, model, dest)
     manifest = replace(
         src,
@@ -103,6 +104,25 @@ def build_openvino(
         manifest.engine["compiled_inference_precision"] = details.get("compiled_inference_precision_hint", "")
     manifest_path = write_manifest(dest, manifest)
     return EngineBuildResult(dest, manifest_path, manifest, details)
+
+
+def _keep_output_names(model: Any, names: list[str], onnx_path: Path) -> None:
+    """Give the IR's outputs the manifest's names (in ONNX graph-output order, which OpenVINO's reader keeps).
+
+    A no-op while the reader carries the ONNX names over (OpenVINO 2026.4 does); it pins them should a reader keep
+    only an internal name. The names compiling merges in are handled by the runner (`output_port_names`).
+    """
+    if not names:
+        return
+    if len(model.outputs) != len(names):
+        raise EngineBuildError(
+            f"{onnx_path}: OpenVINO reads {len(model.outputs)} outputs, "
+            f"the manifest lists {len(names)} ({', '.join(names)})"
+        )
+    for port, name in zip(model.outputs, names):
+        tensor = port.get_tensor()
+        if name not in tensor.get_names():
+            tensor.set_names({name, *tensor.get_names()})
 
 
 def _engine_precision(onnx_precision: str, precision_hint: str) -> str:

@@ -94,9 +94,9 @@ class OpenVINORunner(Runner):
             raise BackendUnavailableError(
                 f"{self.path}: OpenVINO cannot compile it for {self.device} ({_first_line(err)})"
             ) from err
-        self._output_names = [out.get_any_name() for out in self._compiled.outputs]
-        expected = {t.name for t in self.manifest.outputs}
-        if expected and expected != set(self._output_names):
+        expected = [t.name for t in self.manifest.outputs]
+        self._output_names = output_port_names(self._compiled.outputs, expected)
+        if expected and set(expected) != set(self._output_names):
             raise ManifestError(
                 f"{self.path}: outputs {sorted(self._output_names)} disagree with the manifest's {sorted(expected)}"
             )
@@ -164,6 +164,21 @@ class OpenVINORunner(Runner):
                     continue
                 info[f"compiled_{key.lower()}"] = value.to_string() if hasattr(value, "to_string") else str(value)
         return info
+
+
+def output_port_names(ports: Any, expected: list[str]) -> list[str]:
+    """One name per output port: the expected (manifest) name among the port's tensor names, else any name.
+
+    Compiling folds the Identity nodes that name the `nms` outputs, so a compiled port carries the graph-internal
+    name too (e.g. {"num_detections", "nms/ReduceSum_28_o0"}) and `get_any_name()` may return either; looking the
+    manifest name up in the port's name set is what `compiled.output(name)` does, and holds whatever OpenVINO merges.
+    """
+    wanted = set(expected)
+    names: list[str] = []
+    for port in ports:
+        hits = wanted & set(port.get_names())
+        names.append(hits.pop() if len(hits) == 1 else port.get_any_name())
+    return names
 
 
 def _first_line(err: BaseException) -> str:
