@@ -40,7 +40,7 @@ def normalize_backend(backend: str | None) -> str | None:
     return name
 
 
-def _artifact_and_kind(path: Path) -> tuple[Path, str]:
+def artifact_and_kind(path: Path) -> tuple[Path, str]:
     """Resolve a manifest (.json) to its artifact; the kind from the suffix, else from the manifest beside it."""
     from ssdtrt.manifest import manifest_path_for, read_manifest
 
@@ -58,7 +58,7 @@ def _artifact_and_kind(path: Path) -> tuple[Path, str]:
 
 def backend_for(path: str | os.PathLike[str], backend: str | None = None) -> tuple[Path, str]:
     """(artifact path, backend name) that `open_runner` would use."""
-    artifact, kind = _artifact_and_kind(Path(path))
+    artifact, kind = artifact_and_kind(Path(path))
     allowed = KIND_BACKENDS[kind]
     chosen = normalize_backend(backend) or allowed[0]
     if chosen not in allowed:

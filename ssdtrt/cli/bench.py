@@ -1,0 +1,132 @@
+"""`ssdtrt bench latency|postprocess`: the measurements users decide deployments on (table, JSON, markdown, PNG)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ssdtrt.cli.common import DataOption
+
+
+def register(app: typer.Typer) -> None:
+    bench = typer.Typer(
+        name="bench",
+        help="Benchmarks: end-to-end and per-stage latency across backends; postprocess implementations.",
+        no_args_is_help=True,
+    )
+    bench.command("latency")(latency_cmd)
+    try:  # the postprocess benchmark registers itself when its module is present
+        from ssdtrt.cli.bench_postprocess import register_postprocess
+    except ImportError:
+        pass
+    else:
+        register_postprocess(bench)
+    app.add_typer(bench, name="bench")
+
+
+def _csv_ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{what}: expected comma-separated integers like 1,8, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"{what}: expected positive integers, got {text!r}")
+    return values
+
+
+def _size_hw(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"--image-size: expected HEIGHTxWIDTH like 480x640, got {text!r}") from None
+    return h, w
+
+
+def latency_cmd(
+    models: Annotated[list[Path], typer.Argument(help="Checkpoint (.pt), ONNX, OpenVINO .xml or TensorRT .plan; several to compare side by side.")],
+    backend: Annotated[Optional[list[str]], typer.Option("--backend", help="Only these backends (repeatable): torch, onnxruntime, openvino, tensorrt.")] = None,  # noqa: UP007
+    precision: Annotated[Optional[list[str]], typer.Option("--precision", help="Only these precisions (repeatable): fp32, bf16, fp16, int8.")] = None,  # noqa: UP007
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8",
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up iterations per configuration.")] = 10,
+    iters: Annotated[int, typer.Option("--iters", help="Timed iterations per configuration.")] = 100,
+    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Stop a configuration after this many timed seconds (keeping >= 10 iterations): slow variants end early.")] = None,  # noqa: UP007
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for every backend (default: each backend's default, all cores).")] = None,  # noqa: UP007
+    data: DataOption = "synthetic",
+    image_size: Annotated[Optional[str], typer.Option("--image-size", help="Resize the decoded images to HEIGHTxWIDTH first (e.g. 480x640, camera-like); default: as stored.")] = None,  # noqa: UP007
+    device: Annotated[str, typer.Option("--device", help="Device of the torch backend: cpu or cuda.")] = "cpu",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,  # noqa: UP007
+    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table, machine and settings as markdown.")] = None,  # noqa: UP007
+    plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of per-stage latency.")] = None,  # noqa: UP007
+) -> int:
+    """End-to-end and per-stage latency (preprocess, host-to-device, inference, device-to-host, postprocess) of
+    every backend × precision × batch size, on the same decoded images in one process: p50 / p90 / p99 / mean,
+    min–max and images per second. Warm-up excluded. Exit 1 if a model could not be read or a variant failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ssdtrt.bench.latency import LatencySettings, bench_models, plan_variants
+    from ssdtrt.bench.latency_report import markdown, plot, rich_table
+    from ssdtrt.bench.machine import cpu_caveats
+    from ssdtrt.cli.common import console
+    from ssdtrt.errors import SSDTRTError
+    from ssdtrt.fileio import atomic_write_json, atomic_write_text
+
+    con, err = console(), console(stderr=True)
+    settings = LatencySettings(
+        batch_sizes=_csv_ints(batch_sizes, "--batch-sizes"), warmup=warmup, iters=iters, max_seconds=max_seconds,
+        threads=threads, data=data, image_size_hw=_size_hw(image_size), device=device,
+    )
+    usable, failed = [], 0
+    for model in models:  # a bad model is one line; the others are still measured
+        try:
+            plan_variants([model], backend, precision)
+            usable.append(model)
+        except SSDTRTError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            failed += 1
+    if not usable:
+        return 1
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        tasks: dict[tuple[str, int], int] = {}
+
+        def progress(label: str, batch: int, done: int, total: int) -> None:
+            key = (label, batch)
+            if key not in tasks:
+                tasks[key] = bar.add_task(f"{label} · batch {batch}", total=total)
+            bar.update(tasks[key], completed=done)
+
+        def on_skip(label: str, reason: str) -> None:
+            err.print(f"[yellow]skipped[/] {label}: {reason}")
+
+        report = bench_models(usable, settings, backends=backend, precisions=precision, progress=progress, on_skip=on_skip)
+    data_out = report.to_dict()
+    invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
+    command = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
+    data_out["command"] = command
+    if not report.results:
+        err.print("[red]error:[/] no variant could be measured (see the lines above)")
+        return 1
+    if not con.is_terminal:  # a pipe or file: no terminal width to respect, keep the table readable
+        con.width = max(con.width, 140)
+    con.print(rich_table(data_out))
+    for note in cpu_caveats(report.machine):
+        con.print(f"[dim]note: this CPU has {note}[/]")
+    for r in report.results:
+        for note in r.notes:
+            con.print(f"[dim]note: {r.label} (batch {r.batch_size}): {note}[/]")
+    best = report.best(min(settings.batch_sizes))
+    if best is not None:
+        con.print(f"fastest at batch {best.batch_size}: [bold]{best.label}[/] — {best.stages['e2e'].p50:.2f} ms p50 end to end")
+    if json_out is not None:
+        con.print(f"JSON: {atomic_write_json(json_out, data_out)}")
+    if markdown_out is not None:
+        con.print(f"markdown: {atomic_write_text(markdown_out, markdown(data_out, command))}")
+    if plot_out is not None:
+        con.print(f"plot: {plot(data_out, plot_out)}")
+    return 1 if failed or report.skipped else 0
