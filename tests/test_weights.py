@@ -245,3 +245,20 @@ def test_cli_import_weights(
     code = cli.main(["import-weights", str(tmp_path / "nope.pth"), "--from", "nvidia", "--out", str(tmp_path / "y.pt")])
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.count("\n") == 0 and "nope.pth" in err and "Traceback" not in err
+
+
+def test_init_weights_writes_a_loadable_random_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ssdtrt.cli.app import main
+    from ssdtrt.model.checkpoint import load_model
+
+    out = tmp_path / "rand.pt"
+    assert main(["init-weights", "--preset", "ssd-small", "--out", str(out), "--seed", "3"]) == 0
+    model = load_model(out)
+    assert model.preset == "ssd-small"
+    torch.manual_seed(3)
+    from ssdtrt.model.ssd import build_model
+
+    same = build_model("ssd-small")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), same.state_dict().values()))
+    assert main(["init-weights", "--preset", "nope", "--out", str(tmp_path / "x.pt")]) == 1
+    assert "unknown preset" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()

@@ -1,4 +1,5 @@
-"""`ssdtrt import-weights`: convert torchvision / NVIDIA SSD300 weights into an ssdtrt checkpoint."""
+"""`ssdtrt import-weights` (torchvision / NVIDIA SSD300 weights → ssdtrt checkpoint) and `ssdtrt init-weights`
+(a random-weight checkpoint of a preset: latency does not depend on the weights, and nothing is downloaded)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,29 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command("import-weights")(import_weights_cmd)
+    app.command("init-weights")(init_weights_cmd)
+
+
+def init_weights_cmd(
+    preset: Annotated[str, typer.Option("--preset", help="Model preset: ssd300-resnet50, ssd300-vgg16, ssd-small.")],
+    out: Annotated[Path, typer.Option("--out", help="Destination ssdtrt checkpoint (.pt).")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the initialisation.")] = 0,
+) -> None:
+    """Write a randomly initialised checkpoint of a preset (for latency benchmarks and smoke tests; no downloads)."""
+    from ssdtrt.cli.common import console
+    from ssdtrt.config import get_preset
+
+    get_preset(preset)  # an unknown preset fails here with the list of known ones, before torch is imported
+    import torch
+
+    from ssdtrt.model.checkpoint import save_checkpoint
+    from ssdtrt.model.ssd import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(preset).eval()
+    save_checkpoint(out, model, extra={"init": f"random, seed {seed}"})
+    n_params = sum(p.numel() for p in model.parameters())
+    console().print(f"wrote {out}: preset {preset} with random weights (seed {seed}), {n_params / 1e6:.2f} M parameters")
 
 
 def import_weights_cmd(
