@@ -287,6 +287,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, torch:
         model = model_from_checkpoint(ckpt, source=last_path)
     else:
         model = build_model(spec, class_names=class_names)
+    model.category_ids = getattr(train_ds, "category_ids", None)  # COCO ids per label, kept by checkpoint and export
     model.to(device)
     criterion = MultiBoxLoss(default_boxes(spec), spec.variances).to(device)
     opt = _make_optimizer(cfg, model)

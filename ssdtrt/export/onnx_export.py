@@ -228,6 +228,9 @@ def build_manifest(
     source: dict[str, Any],
 ) -> Manifest:
     inputs, outputs = io_tensor_infos(proto, mode)
+    category_ids = getattr(model, "category_ids", None)  # dataset ids per label (COCO), set from the checkpoint
+    if category_ids is not None:
+        source = {"category_ids": [int(i) for i in category_ids], **source}
     return Manifest(
         artifact=onnx_path.name,
         kind="onnx",

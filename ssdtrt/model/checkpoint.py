@@ -1,7 +1,9 @@
 """Checkpoints: one torch.save'd dict carrying the weights and everything needed to rebuild the model.
 
 Format (version 1): {"format": "ssdtrt-checkpoint", "version": 1, "preset": name, "spec": ModelSpec.to_dict(),
-"num_classes", "class_names", "model": state_dict, "optimizer", "epoch", "metrics", "extra"}.
+"num_classes", "class_names", "category_ids", "model": state_dict, "optimizer", "epoch", "metrics", "extra"}.
+`category_ids` (optional, None or absent when the data has none): the dataset's id of label L at index L-1, e.g. COCO's
+1..90 with gaps, taken from `model.category_ids`; loading sets it back on the model, so exports carry it on.
 Written atomically; read with `weights_only=True` (no arbitrary unpickling) and validated, so a bad file fails with
 a CheckpointError naming the file and the problem rather than a torch traceback.
 """
@@ -52,6 +54,7 @@ def save_checkpoint(
         "spec": model.spec.to_dict(),
         "num_classes": int(model.num_classes),
         "class_names": list(model.class_names),
+        "category_ids": _checked_category_ids(getattr(model, "category_ids", None), model.num_classes, "model"),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": opt_state,
         "epoch": epoch,
@@ -159,7 +162,21 @@ def model_from_checkpoint(
     except ValueError as err:
         raise CheckpointError(f"{source}: cannot build the model it describes ({err})") from err
     _load_state(model, ckpt["model"], source)
+    model.category_ids = _checked_category_ids(ckpt.get("category_ids"), num_classes, source)
     return model
+
+
+def _checked_category_ids(ids: Any, num_classes: int, source: str | os.PathLike[str]) -> list[int] | None:
+    """Category ids as plain ints (one per class, background excluded), or None; a wrong count is a CheckpointError."""
+    if ids is None:
+        return None
+    try:
+        out = [int(i) for i in ids]
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: category_ids must be integers ({err})") from err
+    if len(out) != num_classes - 1:
+        raise CheckpointError(f"{source}: {len(out)} category ids for {num_classes - 1} classes (background excluded)")
+    return out
 
 
 def _load_state(model: SSD, state: Mapping[str, Any], source: str | os.PathLike[str]) -> None:
