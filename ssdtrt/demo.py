@@ -1,84 +1,342 @@
 """`make demo`: the main job on the embedded synthetic data, end to end, with a report of real figures.
 
-train ssd-small (bounded time) → mAP of the checkpoint → ONNX (raw, nms) → OpenVINO engine (raw) → mAP of each through
-the same Detector pipeline → a few annotated validation images → report.json / report.md.
+train ssd-small (bounded time) → ONNX raw / nms fp32, nms fp16, Q/DQ int8 (raw and nms) → OpenVINO engines (f32 and
+int8, from the raw graphs) and a TensorRT engine where TensorRT and a GPU exist → mAP of every variant through the
+same Detector pipeline → parity of each against the checkpoint (`compare_models`) → batch-1 latency of every backend
+(`ssdtrt.bench.latency`) → annotated validation images → report.json / report.md (`ssdtrt.demo_report`).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.fileio import atomic_write_json, atomic_write_text
-
 Log = Callable[[str], None]
+Advance = Callable[[int], None]
+#: (description, total units) -> advance(n): a progress bar for one sub-step (the CLI draws it with rich)
+StartTask = Callable[[str, int], Advance]
+#: train() events (see ssdtrt.train.Reporter)
+TrainReporter = Callable[[str, dict[str, Any]], None]
 
 
-def _score(model_path: Path, dataset: Any, limit: int | None) -> tuple[dict[str, Any], float]:
-    """mAP of any artifact through the Detector pipeline (same preprocess and postprocess for every backend)."""
-    from ssdtrt.evaluate import evaluate
-    from ssdtrt.pipeline import Detector
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every knob of the demo; the defaults fit ≤ 8 min on 2 CPU cores (tests shrink them)."""
 
-    start = time.perf_counter()
-    with Detector(model_path, batch_size=16, score_threshold=0.01) as det:
-        result = evaluate(det.detect, dataset, batch_size=16, limit=limit)
-    return result.to_dict(), time.perf_counter() - start
+    max_minutes: float = 4.0  # training budget
+    eval_images: int = 200  # held-out synthetic val images per mAP
+    calib_images: int = 128  # int8 calibration (synthetic train split)
+    calib_method: str = "percentile"  # least mAP loss in benchmarks/precision; ~3 s for 128 images here
+    parity_images: int = 16
+    bench_warmup: int = 3
+    bench_iters: int = 30
+    bench_max_seconds: float = 2.0  # per backend × precision: a slow one stops early (≥ 10 iterations kept)
+    annotated_images: int = 6
 
 
-def run_demo(out_dir: Path, *, max_minutes: float = 4.0, eval_images: int = 200, log: Log = print) -> dict[str, Any]:
-    """Run the demo into `out_dir`; returns the report dict (also written as report.json and report.md)."""
-    from ssdtrt.data import open_dataset
-    from ssdtrt.engines.openvino_builder import build_openvino
-    from ssdtrt.export.onnx_export import export_checkpoint
-    from ssdtrt.pipeline import Detector
-    from ssdtrt.train import TrainConfig, train
-    from ssdtrt.visualize import draw_detections, write_image
+@dataclass(frozen=True)
+class ParityRule:
+    """How close a candidate must be to the checkpoint. int8 is gated on mean error and mAP loss (element-wise
+    max error and the IoU-0.99 detection match rate are recorded but do not gate: every box moves a little)."""
 
+    candidate: str  # variant name
+    atol: float | None
+    rtol: float | None
+    min_match: float | None
+    max_mean_abs: float | None = None
+    max_map_drop_pts: float | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.atol is not None:
+            parts.append(f"|Δ| ≤ {self.atol:g} + {self.rtol:g}·|ref| per element")
+        if self.min_match is not None:
+            parts.append(f"detection match ≥ {self.min_match:g}")
+        if self.max_mean_abs is not None:
+            parts.append(f"mean |Δ| ≤ {self.max_mean_abs:g} per head")
+        if self.max_map_drop_pts is not None:
+            parts.append(f"mAP drop ≤ {self.max_map_drop_pts:g} pt")
+        return "; ".join(parts)
+
+
+FP32 = dict(atol=1e-4, rtol=1e-3, min_match=0.99)
+PARITY_RULES = (
+    ParityRule("onnxruntime-fp32-raw", **FP32),
+    ParityRule("openvino-f32-raw", **FP32),
+    # nms graph: detections only; fp16 rounding moves a few low-score boxes across the score threshold / IoU 0.99
+    ParityRule("onnxruntime-fp16-nms", atol=None, rtol=None, min_match=0.95),
+    ParityRule("onnxruntime-int8-raw", atol=None, rtol=None, min_match=None, max_mean_abs=0.1, max_map_drop_pts=1.0),
+    ParityRule("openvino-int8-raw", atol=None, rtol=None, min_match=None, max_mean_abs=0.1, max_map_drop_pts=1.0),
+    ParityRule("tensorrt-fp32-nms", atol=None, rtol=None, min_match=0.95),  # TF32 convolutions on Ampere and newer
+)
+#: variant whose mAP gates a parity candidate that is not itself scored (same Q/DQ graph, NMS tail or not)
+MAP_OF = {"onnxruntime-int8-raw": "onnxruntime-int8-nms"}
+
+
+@dataclass
+class _Run:
+    """Running state: timings, artifacts (variant name -> (path, backend)) and the report being filled."""
+
+    log: Log
+    start_task: StartTask | None
+    steps_s: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, tuple[Path, str | None]] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, name: str, message: str) -> Iterator[None]:
+        self.log(f"[{len(self.steps_s) + 1}] {message}")
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps_s[name] = round(time.perf_counter() - t, 1)
+            self.log(f"    {name}: {self.steps_s[name]:.1f} s")
+
+    def task(self, description: str, total: int) -> Advance | None:
+        return self.start_task(description, total) if self.start_task is not None else None
+
+
+def run_demo(
+    out_dir: Path,
+    *,
+    max_minutes: float = 4.0,
+    eval_images: int = 200,
+    settings: DemoSettings | None = None,
+    log: Log = print,
+    start_task: StartTask | None = None,
+    train_reporter: TrainReporter | None = None,
+) -> dict[str, Any]:
+    """Run the demo into `out_dir`; returns the report dict (also written as report.json and report.md).
+
+    `max_minutes` / `eval_images` override `settings` (kept as keywords: the CLI and tests shrink them).
+    """
+    from dataclasses import asdict, replace
+
+    from ssdtrt.bench.machine import machine_info
+    from ssdtrt.demo_report import write_report
+    from ssdtrt.runtime import available_backends
+
+    cfg = replace(settings or DemoSettings(), max_minutes=max_minutes, eval_images=eval_images)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(log, start_task)
     t0 = time.perf_counter()
-    log(f"[1/5] training ssd-small on synthetic shapes for at most {max_minutes:g} min")
-    trained = train(TrainConfig(preset="ssd-small", data="synthetic", out_dir=str(out_dir / "train"), max_minutes=max_minutes))
-    ckpt = trained.best_path or trained.last_path
-    val = open_dataset("synthetic", "val")
+    backends = available_backends()
+    report: dict[str, Any] = {"settings": asdict(cfg), "backends": backends, "variants": {}}
 
-    report: dict[str, Any] = {"checkpoint": str(ckpt), "train_s": round(trained.elapsed_s, 1), "variants": {}}
-    log("[2/5] scoring the checkpoint (PyTorch)")
-    metrics, secs = _score(ckpt, val, eval_images)
-    report["map"], report["map50"] = metrics["map"], metrics["map50"]
-    report["variants"]["torch-fp32"] = {"map": metrics["map"], "map50": metrics["map50"], "eval_s": round(secs, 1)}
-
-    log("[3/5] exporting ONNX (raw and nms modes) and building the OpenVINO engine (from raw)")
-    nms_path = export_checkpoint(ckpt, out_dir / "export" / "ssd-small-nms.onnx", mode="nms").onnx_path
-    raw_path = export_checkpoint(ckpt, out_dir / "export" / "ssd-small-raw.onnx", mode="raw").onnx_path
-    # OpenVINO renames the outputs of the NMS tail, so its engine is built from the raw graph (numpy postprocess).
-    ov_path = build_openvino(raw_path, out_dir / "engines" / "ssd-small-raw").engine_path
-
-    log("[4/5] scoring ONNX Runtime and OpenVINO through the same pipeline")
-    for name, path in (("onnxruntime-fp32-nms", nms_path), ("openvino-f32-raw", ov_path)):
-        metrics, secs = _score(Path(path), val, eval_images)
-        report["variants"][name] = {"map": metrics["map"], "map50": metrics["map50"], "eval_s": round(secs, 1)}
-
-    log("[5/5] writing annotated validation images")
-    images_dir = out_dir / "images"
-    with Detector(ov_path, score_threshold=0.3) as det:
-        samples = [val[i] for i in range(6)]
-        for i, (sample, dets) in enumerate(zip(samples, det.detect([s.image for s in samples]))):
-            write_image(images_dir / f"val_{i:03d}.png", draw_detections(sample.image, dets))
+    with run.step("train", f"training ssd-small on synthetic shapes for at most {cfg.max_minutes:g} min"):
+        ckpt, train_info = _train(out_dir, cfg, train_reporter)
+    report.update(checkpoint=str(ckpt), train=train_info)
+    run.artifacts["torch-fp32"] = (ckpt, None)
+    with run.step("export", "exporting ONNX: raw + nms fp32, nms fp16"):
+        _export_float(run, ckpt, out_dir / "export")
+    with run.step("calibrate_int8", f"INT8 Q/DQ ({cfg.calib_method} calibration on {cfg.calib_images} train images)"):
+        report["calibration"] = _export_int8(run, ckpt, out_dir / "export", cfg)
+    with run.step("engines", "building engines: OpenVINO f32 + int8 (from the raw graphs), TensorRT where present"):
+        report["tensorrt"] = _build_engines(run, out_dir / "engines", backends["tensorrt"])
+    with run.step("map", f"mAP of every variant on {cfg.eval_images} held-out images (same Detector pipeline)"):
+        report["variants"] = _score_all(run, cfg.eval_images)
+    torch_map = report["variants"]["torch-fp32"]
+    report["map"], report["map50"] = torch_map["map"], torch_map["map50"]
+    with run.step("parity", f"parity against the checkpoint on {cfg.parity_images} images (ssdtrt compare)"):
+        report["parity"] = _parity(run, ckpt, report["variants"], cfg.parity_images)
+    with run.step("latency", "latency at batch 1, every available backend (ssdtrt bench latency)"):
+        report["latency"] = _latency(run, cfg)
+    with run.step("images", "writing annotated validation images"):
+        report["images"] = _annotate(out_dir / "images", run.artifacts["openvino-f32-raw"][0], cfg.annotated_images)
+    report["machine"] = machine_info()
+    report["steps_s"] = run.steps_s
     report["total_s"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(out_dir / "report.json", report)
-    atomic_write_text(out_dir / "report.md", _markdown(report))
+    report["report_md"], report["report_json"] = str(out_dir / "report.md"), str(out_dir / "report.json")
+    write_report(out_dir, report)
     return report
 
 
-def _markdown(report: dict[str, Any]) -> str:
-    rows = "\n".join(
-        f"| {name} | {v['map']:.4f} | {v['map50']:.4f} |" for name, v in report["variants"].items()
+def _train(out_dir: Path, cfg: DemoSettings, reporter: TrainReporter | None) -> tuple[Path, dict[str, Any]]:
+    from ssdtrt.train import TrainConfig, train
+
+    trained = train(
+        TrainConfig(preset="ssd-small", data="synthetic", out_dir=str(out_dir / "train"), max_minutes=cfg.max_minutes,
+                    eval_limit=cfg.eval_images),
+        reporter,
     )
-    return (
-        "# ssdtrt demo report\n\n"
-        f"Checkpoint: `{report['checkpoint']}` (trained {report['train_s']} s); whole demo {report['total_s']} s.\n\n"
-        "mAP on 200 held-out synthetic validation images, every variant through the same Detector pipeline:\n\n"
-        "| variant | mAP@[.5:.95] | mAP@.5 |\n|---|---|---|\n" + rows + "\n\nAnnotated images: `images/`.\n"
-    )
+    info = {"elapsed_s": round(trained.elapsed_s, 1), "epochs": trained.epochs_completed, "steps": trained.steps,
+            "val_map": trained.metrics.get("map"), "val_map50": trained.metrics.get("map50")}
+    return trained.best_path or trained.last_path, info
+
+
+def _export_float(run: _Run, ckpt: Path, folder: Path) -> None:
+    from ssdtrt.export.onnx_export import export_checkpoint
+
+    for name, mode, precision in (("onnxruntime-fp32-raw", "raw", "fp32"), ("onnxruntime-fp32-nms", "nms", "fp32"),
+                                  ("onnxruntime-fp16-nms", "nms", "fp16")):
+        out = folder / f"ssd-small-{mode}{'' if precision == 'fp32' else '-' + precision}.onnx"
+        path = export_checkpoint(ckpt, out, mode=mode, precision=precision, dynamic_batch=True).onnx_path
+        run.artifacts[name] = (path, "onnxruntime")
+
+
+def _export_int8(run: _Run, ckpt: Path, folder: Path, cfg: DemoSettings) -> dict[str, Any]:
+    """Q/DQ int8 in nms mode (scored by ONNX Runtime) and raw mode (parity in ORT, source of the OpenVINO int8)."""
+    from ssdtrt.export.calibration import CalibrationConfig
+    from ssdtrt.export.onnx_export import export_checkpoint
+
+    calib = CalibrationConfig(data="synthetic", num_images=cfg.calib_images, method=cfg.calib_method,
+                              cache_dir=folder / ".calib")
+    seconds: dict[str, float] = {}
+    for name, mode in (("onnxruntime-int8-nms", "nms"), ("onnxruntime-int8-raw", "raw")):
+        t = time.perf_counter()
+        res = export_checkpoint(ckpt, folder / f"ssd-small-{mode}-int8.onnx", mode=mode, precision="int8",
+                                dynamic_batch=True, calibration=calib)
+        seconds[mode] = round(time.perf_counter() - t, 1)
+        run.artifacts[name] = (res.onnx_path, "onnxruntime")
+    return {"data": "synthetic (train split)", "method": cfg.calib_method, "images": cfg.calib_images,
+            "export_s": seconds}
+
+
+def _build_engines(run: _Run, folder: Path, tensorrt_reason: str | None) -> dict[str, Any]:
+    from ssdtrt.engines.openvino_builder import build_openvino
+
+    # OpenVINO from the raw graphs (numpy postprocess in the pipeline): the raw int8 ONNX keeps its Q/DQ → int8 IR
+    for name, src in (("openvino-f32-raw", "onnxruntime-fp32-raw"), ("openvino-int8-raw", "onnxruntime-int8-raw")):
+        stem = run.artifacts[src][0].stem
+        run.artifacts[name] = (build_openvino(run.artifacts[src][0], folder / stem).engine_path, "openvino")
+    if tensorrt_reason is not None:
+        run.log(f"    TensorRT skipped: {tensorrt_reason}")
+        return {"built": False, "reason": tensorrt_reason}
+    from ssdtrt.engines.tensorrt_builder import build_tensorrt
+
+    plan = build_tensorrt(run.artifacts["onnxruntime-fp32-nms"][0], folder / "ssd-small-nms.plan", max_batch=16)
+    run.artifacts["tensorrt-fp32-nms"] = (plan.engine_path, "tensorrt")
+    return {"built": True, "engine": str(plan.engine_path)}
+
+
+SCORED = ("torch-fp32", "onnxruntime-fp32-nms", "onnxruntime-fp16-nms", "onnxruntime-int8-nms", "openvino-f32-raw",
+          "openvino-int8-raw", "tensorrt-fp32-nms")
+
+
+def _score_all(run: _Run, eval_images: int) -> dict[str, dict[str, Any]]:
+    """mAP of each artifact through the Detector pipeline (same preprocess and postprocess for every backend)."""
+    from ssdtrt.data import open_dataset
+    from ssdtrt.evaluate import evaluate
+    from ssdtrt.pipeline import Detector
+
+    val = open_dataset("synthetic", "val")
+    n = min(eval_images, len(val))
+    out: dict[str, dict[str, Any]] = {}
+    for name in (s for s in SCORED if s in run.artifacts):
+        path, backend = run.artifacts[name]
+        t = time.perf_counter()
+        with Detector(path, backend=backend, batch_size=16, score_threshold=0.01) as det:
+            res = evaluate(det.detect, val, batch_size=16, limit=n, progress=run.task(f"mAP {name}", n))
+        out[name] = {"map": res.map, "map50": res.map50, "eval_s": round(time.perf_counter() - t, 1),
+                     "artifact": str(path), "size_mb": round(path.stat().st_size / 1e6, 2), "images": n}
+        run.log(f"    {name:22s} mAP {res.map:.4f}  mAP@.5 {res.map50:.4f}")
+    ref = out["torch-fp32"]["map"]
+    for v in out.values():
+        v["delta_map_pts"] = round(100.0 * (v["map"] - ref), 2)
+    return out
+
+
+def _parity(run: _Run, ckpt: Path, variants: dict[str, dict[str, Any]], num_images: int) -> list[dict[str, Any]]:
+    from ssdtrt.compare import compare_models, load_images, load_subject
+
+    images = load_images("synthetic", num_images)
+    ref = load_subject(ckpt)
+    rows: list[dict[str, Any]] = []
+    try:
+        for rule in (r for r in PARITY_RULES if r.candidate in run.artifacts):
+            path, backend = run.artifacts[rule.candidate]
+            cand = load_subject(path, backend=backend)
+            try:
+                rep = compare_models(ref, cand, images, atol=rule.atol if rule.atol is not None else math.inf,
+                                     rtol=rule.rtol or 0.0, min_match=rule.min_match or 0.0,
+                                     progress=run.task(f"compare {rule.candidate}", len(images)))
+            finally:
+                cand.close()
+            rows.append(_parity_row(rule, rep, variants))
+            run.log(f"    torch vs {rule.candidate:22s} {'PASS' if rows[-1]['passed'] else 'FAIL'}  "
+                    f"match {rep.match_rate:.3f}  " + "  ".join(f"{o.name} max|Δ| {o.max_abs:.2g}" for o in rep.outputs))
+    finally:
+        ref.close()
+    return rows
+
+
+def _parity_row(rule: ParityRule, rep: Any, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    checks = []
+    if rule.atol is not None:
+        checks.append(all(o.passed for o in rep.outputs))
+    if rule.min_match is not None:
+        checks.append(rep.match_rate >= rule.min_match)
+    if rule.max_mean_abs is not None:
+        checks.append(bool(rep.outputs) and all(o.mean_abs <= rule.max_mean_abs for o in rep.outputs))
+    drop = None
+    if rule.max_map_drop_pts is not None:
+        scored = variants.get(MAP_OF.get(rule.candidate, rule.candidate))
+        drop = None if scored is None else -scored["delta_map_pts"]
+        checks.append(drop is not None and drop <= rule.max_map_drop_pts)
+    return {
+        "a": "torch-fp32", "b": rule.candidate, "a_name": rep.a, "b_name": rep.b, "images": rep.num_images,
+        "criteria": rule.describe(), "passed": bool(checks) and all(checks), "match_rate": rep.match_rate,
+        "detections": [rep.detections_a, rep.detections_b],
+        "outputs": {o.name: {"max_abs": o.max_abs, "mean_abs": o.mean_abs, "max_rel": o.max_rel} for o in rep.outputs},
+        "map_drop_pts": drop,
+    }
+
+
+def _latency(run: _Run, cfg: DemoSettings) -> dict[str, Any]:
+    """Batch-1 latency per backend × precision: checkpoint (torch), nms ONNX (onnxruntime), OpenVINO IRs, TensorRT."""
+    from ssdtrt.bench.latency import LatencySettings, bench_models
+
+    settings = LatencySettings(batch_sizes=(1,), warmup=cfg.bench_warmup, iters=cfg.bench_iters,
+                               max_seconds=cfg.bench_max_seconds, min_iters=min(10, cfg.bench_iters))
+    a = run.artifacts
+    groups = [
+        ([a["torch-fp32"][0], a["onnxruntime-fp32-nms"][0], a["onnxruntime-fp16-nms"][0], a["onnxruntime-int8-nms"][0]],
+         ("torch", "onnxruntime")),
+        ([a["openvino-f32-raw"][0], a["openvino-int8-raw"][0]], ("openvino",)),
+    ]
+    if "tensorrt-fp32-nms" in a:
+        groups.append(([a["tensorrt-fp32-nms"][0]], ("tensorrt",)))
+    state: dict[str, Any] = {"label": None, "advance": None}
+
+    def progress(label: str, batch: int, done: int, planned: int) -> None:
+        if label != state["label"]:
+            state["label"], state["advance"] = label, run.task(f"latency {label}", planned)
+        if state["advance"] is not None:
+            state["advance"](1)
+
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    bench: dict[str, Any] = {}
+    for models, backends in groups:
+        rep = bench_models(models, settings, backends=backends, progress=progress)
+        bench = rep.to_dict()
+        skipped += rep.skipped
+        for r in rep.results:
+            e2e = r.stages["e2e"]
+            rows.append({"name": f"{r.backend}-{r.precision}", "label": r.label, "backend": r.backend,
+                         "precision": r.precision, "batch_size": r.batch_size, "iters": r.iters,
+                         "e2e_p50_ms": e2e.p50, "e2e_p90_ms": e2e.p90, "e2e_min_ms": e2e.min, "e2e_max_ms": e2e.max,
+                         "stages_p50_ms": {k: s.p50 for k, s in r.stages.items()}, "images_per_s": r.images_per_s,
+                         "notes": r.notes})
+            run.log(f"    {r.label:40s} e2e p50 {e2e.p50:7.2f} ms  ({r.images_per_s:.0f} img/s)")
+    return {"settings": bench.get("settings"), "image_sizes_hw": bench.get("image_sizes_hw"), "results": rows,
+            "skipped": skipped, "e2e_p50_ms": {row["name"]: round(row["e2e_p50_ms"], 3) for row in rows}}
+
+
+def _annotate(folder: Path, model_path: Path, count: int) -> list[str]:
+    from ssdtrt.data import open_dataset
+    from ssdtrt.pipeline import Detector
+    from ssdtrt.visualize import draw_detections, write_image
+
+    val = open_dataset("synthetic", "val")
+    samples = [val[i] for i in range(min(count, len(val)))]
+    with Detector(model_path, score_threshold=0.3) as det:
+        dets = det.detect([s.image for s in samples])
+    return [str(write_image(folder / f"val_{i:03d}.png", draw_detections(s.image, d)))
+            for i, (s, d) in enumerate(zip(samples, dets))]

@@ -1,0 +1,110 @@
+"""The demo's report files: report.json (everything `run_demo` measured) and report.md (the same as tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ssdtrt.fileio import atomic_write_json, atomic_write_text
+
+VARIANT_TITLES = {
+    "torch-fp32": "PyTorch fp32 (checkpoint)",
+    "onnxruntime-fp32-nms": "ONNX Runtime fp32, NMS in the graph",
+    "onnxruntime-fp16-nms": "ONNX Runtime fp16, NMS in the graph",
+    "onnxruntime-int8-nms": "ONNX Runtime int8 (Q/DQ), NMS in the graph",
+    "openvino-f32-raw": "OpenVINO f32 (raw graph + numpy postprocess)",
+    "openvino-int8-raw": "OpenVINO int8 (from the Q/DQ raw ONNX)",
+    "tensorrt-fp32-nms": "TensorRT fp32, NMS in the graph",
+}
+
+
+def write_report(out_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
+    """Write report.json and report.md atomically; returns their paths."""
+    json_path = atomic_write_json(Path(out_dir) / "report.json", report)
+    md_path = atomic_write_text(Path(out_dir) / "report.md", markdown(report))
+    return md_path, json_path
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _variants(report: dict[str, Any]) -> str:
+    rows = [
+        [VARIANT_TITLES.get(name, name), f"{v['map']:.4f}", f"{v['map50']:.4f}", f"{v['delta_map_pts']:+.2f}",
+         f"{v['size_mb']:.2f}", f"{v['eval_s']:.1f}"]
+        for name, v in report["variants"].items()
+    ]
+    return _table(["variant", "mAP@[.5:.95]", "mAP@.5", "Δ mAP vs torch (pts)", "size MB", "eval s"], rows)
+
+
+def _parity(report: dict[str, Any]) -> str:
+    rows = []
+    for p in report["parity"]:
+        errs = ", ".join(f"{k} {o['max_abs']:.2g} / {o['mean_abs']:.2g}" for k, o in p["outputs"].items()) or "—"
+        drop = "" if p["map_drop_pts"] is None else f"; mAP drop {p['map_drop_pts']:.2f} pt"
+        rows.append([p["b"], "**pass**" if p["passed"] else "**FAIL**", p["criteria"], errs,
+                     f"{p['match_rate']:.3f} ({p['detections'][0]} / {p['detections'][1]}){drop}"])
+    return _table(["torch fp32 vs", "result", "tolerance", "max / mean abs error", "detection match (torch / other)"],
+                  rows)
+
+
+def _latency(report: dict[str, Any]) -> str:
+    lat = report["latency"]
+    rows = []
+    for r in sorted(lat["results"], key=lambda r: r["e2e_p50_ms"]):
+        st = r["stages_p50_ms"]
+        rows.append([r["label"], f"**{r['e2e_p50_ms']:.2f}**", f"{r['e2e_min_ms']:.2f}–{r['e2e_max_ms']:.2f}",
+                     f"{st.get('preprocess', 0):.2f}", f"{st.get('inference', 0):.2f}", f"{st.get('postprocess', 0):.2f}",
+                     f"{r['images_per_s']:.0f}", str(r["iters"])])
+    text = _table(["backend precision · model", "e2e p50 ms", "e2e min–max ms", "preprocess", "inference",
+                   "postprocess", "img/s", "iters"], rows)
+    for s in lat.get("skipped", []):
+        text += f"\n- skipped {s['variant']}: {s['reason']}"
+    return text + "\n"
+
+
+def _machine(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    flags = ", ".join(f for f, on in (m.get("cpu_flags") or {}).items() if on) or "unknown"
+    gpus = ", ".join(g.get("name", "?") for g in m.get("gpus") or []) or "none"
+    pkgs = ", ".join(f"{k} {v}" for k, v in (m.get("packages") or {}).items())
+    return (f"- CPU: {m.get('cpu_model')} ({m.get('cpu_cores')} usable cores; {flags}), {m.get('memory_gib')} GiB; "
+            f"GPU: {gpus}\n- {m.get('platform')}, Python {m.get('python')}, ssdtrt {m.get('ssdtrt_commit')}\n"
+            f"- {pkgs}\n")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """report.md: headline, per-variant mAP, parity, latency, step times, machine."""
+    s, tr, cal = report["settings"], report["train"], report["calibration"]
+    trt = report["tensorrt"]
+    steps = _table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in report["steps_s"].items()]
+                   + [["**total**", f"**{report['total_s']:.1f}**"]])
+    lat = report["latency"]["settings"] or {}
+    return (
+        "# ssdtrt demo report\n\n"
+        f"**mAP@[.5:.95] {report['map']:.4f}, mAP@.5 {report['map50']:.4f}** (PyTorch checkpoint, "
+        f"{report['variants']['torch-fp32']['images']} held-out synthetic val images); whole demo "
+        f"**{report['total_s']:.0f} s**.\n\n"
+        f"Checkpoint `{report['checkpoint']}`: ssd-small trained from scratch for {tr['elapsed_s']:.0f} s "
+        f"(budget {s['max_minutes']:g} min; {tr['epochs']} epochs, {tr['steps']} steps).\n\n"
+        "## mAP per variant\n\nEvery variant runs through the same `Detector` pipeline (same preprocess, same "
+        "postprocess settings, score threshold 0.01).\n"
+        f"INT8: Q/DQ, {cal['method']} calibration on {cal['images']} images of {cal['data']}.\n\n"
+        + _variants(report)
+        + ("" if trt["built"] else f"\nTensorRT: not built — {trt['reason']}.\n")
+        + f"\n## Parity against the checkpoint (`ssdtrt compare`, {s['parity_images']} val images)\n\n"
+        "Max / mean abs error over the raw heads (`locs`, `logits`) where both sides expose them; detections match "
+        "when they have a partner with the same label at IoU ≥ 0.99. An `nms` graph is compared on detections only.\n\n"
+        + _parity(report)
+        + f"\n## Latency, batch 1, end to end (decoded image in → detections in pixels out)\n\n"
+        f"{lat.get('warmup')} warm-up + up to {lat.get('iters')} timed iterations per row (stopped after "
+        f"{lat.get('max_seconds')} s, at least {lat.get('min_iters')}); stage columns are p50 ms. The machine is shared "
+        "with other jobs: figures are inflated and noisy (see min–max); use `ssdtrt bench latency` for careful numbers.\n\n"
+        + _latency(report)
+        + "\n## Time per step\n\n" + steps
+        + "\n## Machine\n\n" + _machine(report)
+        + f"\nAnnotated validation images: {', '.join(f'`{Path(p).name}`' for p in report['images'])} in `images/`.\n"
+    )
