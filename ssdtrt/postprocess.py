@@ -79,21 +79,23 @@ def _select(
     scores_ncp = class_scores.transpose(1, 2)  # [N, K, P]
     if topk_candidates is not None and topk_candidates < n_pri:
         cand_scores, cand_idx = scores_ncp.topk(topk_candidates, dim=-1, sorted=True)
-    else:  # no per-class cap: every prior is a candidate, ranked by score
-        cand_scores, cand_idx = scores_ncp.sort(dim=-1, descending=True, stable=True)
-    keep = cand_scores > score_threshold  # [N, K, k]
-    img_idx, cls_idx, rank_idx = keep.nonzero(as_tuple=True)  # (image, class, rank) order
-    prior_idx = cand_idx[img_idx, cls_idx, rank_idx]
+        keep = cand_scores > score_threshold  # [N, K, k]
+        img_idx, cls_idx, rank_idx = keep.nonzero(as_tuple=True)  # (image, class, rank) order
+        prior_idx = cand_idx[img_idx, cls_idx, rank_idx]
+        cand_scores = cand_scores[img_idx, cls_idx, rank_idx]
+    else:  # no per-class cap: threshold first, then rank only the candidates (score descending, ties by prior)
+        img_idx, cls_idx, prior_idx = (scores_ncp > score_threshold).nonzero(as_tuple=True)
+        cand_scores = scores_ncp[img_idx, cls_idx, prior_idx]
+        order = torch.sort(cand_scores, descending=True, stable=True).indices
+        order = order[torch.sort((img_idx * n_cls + cls_idx)[order], stable=True).indices]
+        img_idx, cls_idx, prior_idx, cand_scores = img_idx[order], cls_idx[order], prior_idx[order], cand_scores[order]
     cand_boxes = boxes_xyxy[img_idx, prior_idx]
-    cand_scores = cand_scores[img_idx, cls_idx, rank_idx]
     if min_size > 0:
         wh = cand_boxes[:, 2:] - cand_boxes[:, :2]
         big = (wh >= min_size).all(dim=1)
         img_idx, cls_idx, cand_boxes, cand_scores = img_idx[big], cls_idx[big], cand_boxes[big], cand_scores[big]
-    # Per-(image, class) NMS in one call. torchvision picks a per-group loop or its coordinate-offset trick by
-    # size; float64 keeps offset coordinates exact (float32 loses ~1e-3 at offsets in the thousands).
     group = img_idx * n_cls + cls_idx
-    kept = batched_nms(cand_boxes.to(torch.float64), cand_scores.to(torch.float64), group, iou_threshold)
+    kept = _nms_best_first(cand_boxes, cand_scores, group, img_idx, iou_threshold, max_detections, n_img)
     # Deterministic order: score descending, ties by candidate order (batched_nms does not promise stability).
     kept = kept.sort().values
     kept = kept[torch.sort(cand_scores[kept], descending=True, stable=True).indices]
@@ -111,3 +113,44 @@ def _select(
     out_scores = cand_scores[kept].split(per_img)
     out_labels = (cls_idx[kept] + 1).to(torch.int64).split(per_img)
     return [Detections(b, s, lab) for b, s, lab in zip(out_boxes, out_scores, out_labels)]
+
+
+def _nms_best_first(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    group: torch.Tensor,
+    img_idx: torch.Tensor,
+    iou_threshold: float,
+    max_detections: int,
+    n_img: int,
+    first_prefix: int = 256,
+) -> torch.Tensor:
+    """Indices kept by per-group NMS among the candidates that can reach an image's best `max_detections`.
+
+    Same exact prefix argument as `ssdtrt.postprocess_numpy.nms_best_first`: candidates are taken in output order
+    (image, score descending, ties by candidate position); once an image's prefix holds `max_detections` kept boxes,
+    nothing after it can enter the output. The prefix grows ×4 until that holds. One `batched_nms` call per round
+    (torchvision picks a per-group loop or its coordinate-offset trick by size; float64 keeps offset coordinates
+    exact: float32 loses ~1e-3 at offsets in the thousands).
+    """
+    import torch
+    from torchvision.ops import batched_nms
+
+    m = scores.numel()
+    if m == 0 or max_detections <= 0:
+        return torch.zeros(0, dtype=torch.int64, device=scores.device)
+    order = torch.sort(scores, descending=True, stable=True).indices  # ties keep candidate position
+    order = order[torch.sort(img_idx[order], stable=True).indices]
+    per_img = torch.bincount(img_idx, minlength=n_img)
+    starts = torch.cumsum(per_img, 0) - per_img
+    rank = torch.empty(m, dtype=torch.int64, device=scores.device)
+    rank[order] = torch.arange(m, device=scores.device) - starts[img_idx[order]]
+    boxes64, scores64 = boxes.to(torch.float64), scores.to(torch.float64)
+    limit = max(4 * int(max_detections), first_prefix)
+    while True:
+        sub = (rank < limit).nonzero(as_tuple=True)[0]
+        kept = sub[batched_nms(boxes64[sub], scores64[sub], group[sub], iou_threshold)]
+        kept_per_img = torch.bincount(img_idx[kept], minlength=n_img)
+        if bool(((kept_per_img >= max_detections) | (per_img <= limit)).all()):
+            return kept
+        limit *= 4

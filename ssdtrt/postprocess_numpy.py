@@ -119,7 +119,7 @@ def _select(
         wh = cand_boxes[:, 2:] - cand_boxes[:, :2]
         big = (wh >= np.float32(min_size)).all(axis=1)
         rows, img_idx, cls_idx, cand_boxes, scores = rows[big], img_idx[big], cls_idx[big], cand_boxes[big], scores[big]
-    kept = np.flatnonzero(greedy_nms_grouped(cand_boxes, rows, iou_threshold))
+    kept = np.flatnonzero(nms_best_first(cand_boxes, rows, img_idx, scores, iou_threshold, max_detections, n_img))
     # Output order: image, then score descending, ties by candidate order (lexsort is stable; kept is ascending).
     kept = kept[np.lexsort((-scores[kept], img_idx[kept]))]
     kept_img = img_idx[kept]
@@ -132,6 +132,51 @@ def _select(
     out_scores = np.split(scores[kept], splits)
     out_labels = np.split((cls_idx[kept] + 1).astype(np.int64), splits)
     return [Detections(b, s, lab) for b, s, lab in zip(out_boxes, out_scores, out_labels)]
+
+
+def output_rank(img_idx: np.ndarray, scores: np.ndarray, n_img: int) -> np.ndarray:
+    """Rank of each candidate inside its image in output order: score descending, ties by candidate position."""
+    m = scores.size
+    order = np.lexsort((np.arange(m), -scores, img_idx))
+    counts = np.bincount(img_idx, minlength=n_img)
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(m, dtype=np.int64)
+    rank[order] = np.arange(m) - starts[img_idx[order]]
+    return rank
+
+
+def nms_best_first(
+    boxes_xyxy: np.ndarray,
+    groups: np.ndarray,
+    img_idx: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    max_detections: int,
+    n_img: int,
+    first_prefix: int = 256,
+) -> np.ndarray:
+    """Greedy per-group NMS restricted to the candidates that can reach an image's best `max_detections`.
+
+    Exact: a candidate's fate depends only on its group's higher-ranked candidates, and candidates are taken in
+    output order, so once an image's best-ranked prefix holds `max_detections` kept boxes nothing after it can enter
+    the output. The prefix grows ×4 until that holds (or covers the image). With many low-quality candidates (a
+    threshold and no per-class top-k, as seed 000) this skips most of the O(k²) NMS work. Returns a keep mask whose
+    kept entries, sorted in output order and capped per image, equal those of full NMS.
+    """
+    keep = np.zeros(scores.size, dtype=bool)
+    if scores.size == 0 or max_detections <= 0:
+        return keep
+    rank = output_rank(img_idx, scores, n_img)
+    per_img = np.bincount(img_idx, minlength=n_img)
+    limit = max(4 * int(max_detections), first_prefix)
+    while True:
+        sub = np.flatnonzero(rank < limit)  # ascending: groups stay contiguous and in processing order
+        keep[:] = False
+        keep[sub] = greedy_nms_grouped(boxes_xyxy[sub], groups[sub], iou_threshold)
+        kept_per_img = np.bincount(img_idx[keep], minlength=n_img)
+        if bool(((kept_per_img >= max_detections) | (per_img <= limit)).all()):
+            return keep
+        limit *= 4
 
 
 def greedy_nms_grouped(boxes_xyxy: np.ndarray, groups: np.ndarray, iou_threshold: float) -> np.ndarray:

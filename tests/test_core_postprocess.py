@@ -119,3 +119,51 @@ def test_exact_ties_are_ordered_by_class_then_rank() -> None:
     out = postprocess(locs, logits, priors, score_threshold=0.5)
     assert out[0].labels.tolist() == [1, 2, 3]
     assert torch.equal(out[0].scores, out[0].scores[:1].expand(3))
+
+
+def _reference_full_nms(locs, logits, priors, score_threshold, iou_threshold, max_detections):  # noqa: ANN001, ANN202
+    """Every candidate through torchvision's nms, one (image, class) at a time, then the best per image."""
+    from ssdtrt.codec import decode
+
+    probs = torch.softmax(logits, -1)
+    boxes = decode(locs, torch.as_tensor(priors), (0.1, 0.1, 0.2, 0.2)).clamp(0, 1)
+    out = []
+    for i in range(logits.shape[0]):
+        rows = []
+        for c in range(1, logits.shape[2]):
+            idx = (probs[i, :, c] > score_threshold).nonzero().flatten()
+            order = torch.sort(probs[i, idx, c], descending=True, stable=True).indices
+            idx = idx[order]
+            keep = torchvision.ops.nms(boxes[i, idx].double(), probs[i, idx, c].double(), iou_threshold)
+            rows += [(float(probs[i, j, c]), c, *boxes[i, j].tolist()) for j in idx[keep].tolist()]
+        rows.sort(key=lambda r: -r[0])  # stable: ties keep (class, rank) order
+        out.append(np.asarray(rows[:max_detections], dtype=np.float64).reshape(-1, 6))
+    return out
+
+
+@pytest.mark.parametrize("collapse", [False, True])
+def test_best_first_prefix_equals_full_nms_on_many_candidates(collapse: bool) -> None:
+    """Thousands of candidates and no per-class top-k (seed 000's settings): the prefix NMS must equal full NMS,
+    also when heavy suppression makes the prefix grow (collapse: every box of a class decodes to one of 3 boxes)."""
+    from ssdtrt.codec import encode
+    from ssdtrt.postprocess_numpy import postprocess_numpy
+
+    priors = default_boxes("ssd-small")
+    locs, logits = heads(2, len(priors), 7, seed=5, scale=4.0)
+    if collapse:
+        targets = torch.tensor([[0.1, 0.1, 0.4, 0.5], [0.5, 0.5, 0.9, 0.8], [0.2, 0.6, 0.5, 0.95]])
+        which = torch.arange(len(priors)) % 3
+        locs[:] = encode(targets[which], torch.as_tensor(priors), (0.1, 0.1, 0.2, 0.2))
+    kwargs = dict(score_threshold=0.05, iou_threshold=0.5, topk_candidates=None, max_detections=100)
+    ref = _reference_full_nms(locs, logits, priors, 0.05, 0.5, 100)
+    assert sum(len(r) for r in ref) > 0
+    for impl, got in (
+        ("torch", postprocess(locs, logits, priors, **kwargs)),
+        ("numpy", postprocess_numpy(locs.numpy(), logits.numpy(), priors, **kwargs)),
+    ):
+        for r, d in zip(ref, got):
+            d = d.numpy()
+            rows = np.concatenate([d.scores[:, None], d.labels[:, None], d.boxes], 1).astype(np.float64)
+            assert rows.shape == r.shape, impl
+            np.testing.assert_array_equal(rows[:, 1], r[:, 1], err_msg=impl)
+            np.testing.assert_allclose(rows[:, [0, 2, 3, 4, 5]], r[:, [0, 2, 3, 4, 5]], atol=1e-6, err_msg=impl)
