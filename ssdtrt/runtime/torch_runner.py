@@ -47,7 +47,8 @@ def checkpoint_manifest(path: Path, model: Any, precision: str = "fp32") -> Mani
             TensorInfo("logits", ["batch", num_priors, int(model.num_classes)], "float32", "NPC"),
         ],
         postprocess=spec_json["postprocess"],
-        source={"checkpoint": str(path), "sha256": sha256_file(path)},
+        source={"checkpoint": str(path), "sha256": sha256_file(path),
+                **({"category_ids": list(model.category_ids)} if getattr(model, "category_ids", None) else {})},
         tools=tool_versions("torch", "torchvision"),
     )
 
