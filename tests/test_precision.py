@@ -132,3 +132,19 @@ def test_empty_calibration_set_is_a_clear_error(model, tmp_path) -> None:
 def test_unknown_calibration_method_rejected() -> None:
     with pytest.raises(ExportError, match="calibration method"):
         CalibrationConfig("synthetic", method="kl")
+
+
+def test_reduce_range_stores_7_bit_weights(model, batch, torch_decoded, tmp_path) -> None:
+    """--reduce-range: every quantized weight fits 7 bits (|q| <= 64), the manifest says so, accuracy stays sane."""
+    cfg = CalibrationConfig("synthetic", num_images=16, method="minmax", cache_dir=tmp_path / "calib", reduce_range=True)
+    res = export_model(model, tmp_path / "m_rr.onnx", mode="decoded", batch=4, precision="int8", calibration=cfg)
+    proto = onnx.load(res.onnx_path)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    weights = [inits[n.input[0]] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+               and inits[n.input[0]].dtype == np.int8]
+    assert weights, "no int8 weight initializers found"
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in weights) > 32  # the 7-bit range is used
+    assert res.manifest.source["calibration"]["weight_bits"] == 7
+    out = _run(res.onnx_path, batch[:4])
+    assert np.abs(out["boxes"] - torch_decoded["boxes"][:4]).max() < 0.1

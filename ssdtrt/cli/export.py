@@ -50,6 +50,11 @@ def export_cmd(
     calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images.")] = 256,
     calib_method: Annotated[CalibMethod, typer.Option("--calib-method", help="Activation range method.")] = CalibMethod.minmax,
     calib_split: Annotated[str, typer.Option("--calib-split", help="Dataset split used for calibration.")] = "train",
+    reduce_range: Annotated[
+        bool,
+        typer.Option("--reduce-range", help="INT8: 7-bit weights. Use for CPU int8 (OpenVINO / ONNX Runtime) on CPUs "
+                     "without VNNI (AVX2 only), where 8-bit weights saturate; TensorRT and VNNI/AMX CPUs want 8 bits."),
+    ] = False,
     score_threshold: Annotated[
         Optional[float], typer.Option("--score-threshold", help="nms: keep scores above this (default: preset).")  # noqa: UP007
     ] = None,
@@ -75,7 +80,7 @@ def export_cmd(
     if precision is Precision.int8:
         calibration = CalibrationConfig(
             data=str(calib_data), num_images=calib_images, method=calib_method.value, split=calib_split,
-            cache_dir=cache_dir_for(out_path),
+            reduce_range=reduce_range, cache_dir=cache_dir_for(out_path),
         )
     overrides = dict(
         score_threshold=score_threshold, iou_threshold=iou_threshold, topk_candidates=topk_candidates,

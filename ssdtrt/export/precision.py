@@ -129,6 +129,7 @@ def quantize_int8(
                     quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(INT8_OP_TYPES),
                     per_channel=True,
+                    reduce_range=cfg.reduce_range,
                     activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     nodes_to_exclude=exclude,
@@ -151,6 +152,7 @@ def quantize_int8(
             "ranges_cache": str(ranges) if ranges is not None else None,
             "ranges_cached": ranges_hit,
             "scheme": "QDQ int8 symmetric, per-channel weights, bias fp32",
+            "weight_bits": 7 if cfg.reduce_range else 8,
             "op_types": list(INT8_OP_TYPES),
         }
     }
