@@ -45,7 +45,7 @@ def _parity(report: dict[str, Any]) -> str:
     for p in report["parity"]:
         errs = ", ".join(f"{k} {o['max_abs']:.2g} / {o['mean_abs']:.2g}" for k, o in p["outputs"].items()) or "—"
         drop = "" if p["map_drop_pts"] is None else f"; mAP drop {p['map_drop_pts']:.2f} pt"
-        rows.append([p["b"], "**pass**" if p["passed"] else "**FAIL**", p["criteria"], errs,
+        rows.append([p["b"], "**pass**" if p["passed"] else "**FAIL**", p["criteria"].replace("|", "\\|"), errs,
                      f"{p['match_rate']:.3f} ({p['detections'][0]} / {p['detections'][1]}){drop}"])
     return _table(["torch fp32 vs", "result", "tolerance", "max / mean abs error", "detection match (torch / other)"],
                   rows)
@@ -67,13 +67,15 @@ def _latency(report: dict[str, Any]) -> str:
 
 
 def _machine(report: dict[str, Any]) -> str:
+    from ssdtrt.bench.machine import cpu_caveats
+
     m = report["machine"]
     flags = ", ".join(f for f, on in (m.get("cpu_flags") or {}).items() if on) or "unknown"
     gpus = ", ".join(g.get("name", "?") for g in m.get("gpus") or []) or "none"
     pkgs = ", ".join(f"{k} {v}" for k, v in (m.get("packages") or {}).items())
     return (f"- CPU: {m.get('cpu_model')} ({m.get('cpu_cores')} usable cores; {flags}), {m.get('memory_gib')} GiB; "
             f"GPU: {gpus}\n- {m.get('platform')}, Python {m.get('python')}, ssdtrt {m.get('ssdtrt_commit')}\n"
-            f"- {pkgs}\n")
+            f"- {pkgs}\n" + "".join(f"- {c}\n" for c in cpu_caveats(m)))
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -87,7 +89,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# ssdtrt demo report\n\n"
         f"**mAP@[.5:.95] {report['map']:.4f}, mAP@.5 {report['map50']:.4f}** (PyTorch checkpoint, "
         f"{report['variants']['torch-fp32']['images']} held-out synthetic val images); whole demo "
-        f"**{report['total_s']:.0f} s**.\n\n"
+        f"**{report['total_s']:.0f} s** on a machine shared with other jobs (timings inflated).\n\n"
         f"Checkpoint `{report['checkpoint']}`: ssd-small trained from scratch for {tr['elapsed_s']:.0f} s "
         f"(budget {s['max_minutes']:g} min; {tr['epochs']} epochs, {tr['steps']} steps).\n\n"
         "## mAP per variant\n\nEvery variant runs through the same `Detector` pipeline (same preprocess, same "
@@ -97,7 +99,10 @@ def markdown(report: dict[str, Any]) -> str:
         + ("" if trt["built"] else f"\nTensorRT: not built — {trt['reason']}.\n")
         + f"\n## Parity against the checkpoint (`ssdtrt compare`, {s['parity_images']} val images)\n\n"
         "Max / mean abs error over the raw heads (`locs`, `logits`) where both sides expose them; detections match "
-        "when they have a partner with the same label at IoU ≥ 0.99. An `nms` graph is compared on detections only.\n\n"
+        "when they have a partner with the same label at IoU ≥ 0.99. An `nms` graph is compared on detections only. "
+        "fp32 pairs must agree element-wise; int8 is gated on the mean error (0.1: the measured int8 mean errors "
+        "are 0.02–0.08) and on the mAP loss (≤ 1 pt, the issue's INT8 target) — its max error and match rate are "
+        "shown but do not gate, since quantization moves every box a little.\n\n"
         + _parity(report)
         + f"\n## Latency, batch 1, end to end (decoded image in → detections in pixels out)\n\n"
         f"{lat.get('warmup')} warm-up + up to {lat.get('iters')} timed iterations per row (stopped after "

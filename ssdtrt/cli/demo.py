@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time budget.")] = 4.0,
         eval_images: Annotated[int, typer.Option("--eval-images", help="Validation images per mAP.")] = 200,
         calib_images: Annotated[int, typer.Option("--calib-images", help="INT8 calibration images.")] = 128,
-        bench_iters: Annotated[int, typer.Option("--bench-iters", help="Timed iterations per latency row.")] = 30,
+        bench_iters: Annotated[int, typer.Option("--bench-iters", help="Timed iterations per latency row.")] = 50,
     ) -> None:
         """Train ssd-small on synthetic shapes; export ONNX raw/nms, FP16 and INT8; build OpenVINO (and TensorRT where
         present) engines; mAP of every variant, parity against the checkpoint, batch-1 latency of every backend,
@@ -72,7 +72,7 @@ class _DemoProgress:
             self.task = None
 
     def log(self, message: str) -> None:
-        self.progress.console.print(message)
+        self.progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def start_task(self, description: str, total: int) -> Any:
         self._drop()
