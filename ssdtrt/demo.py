@@ -145,6 +145,7 @@ def run_demo(
     report["map"], report["map50"] = torch_map["map"], torch_map["map50"]
     with run.step("parity", f"parity against the checkpoint on {cfg.parity_images} images (ssdtrt compare)"):
         report["parity"] = _parity(run, ckpt, report["variants"], cfg.parity_images)
+    report["parity_pass"] = {row["b"]: row["passed"] for row in report["parity"]}
     with run.step("latency", "latency at batch 1, every available backend (ssdtrt bench latency)"):
         report["latency"] = _latency(run, cfg)
     with run.step("images", "writing annotated validation images"):

@@ -61,6 +61,7 @@ def test_parity_rows_and_fp32_pairs_pass(demo: tuple[Path, dict]) -> None:
         assert rows[name]["outputs"]["logits"]["max_abs"] < 1e-3
     assert rows["onnxruntime-int8-raw"]["outputs"]["logits"]["max_abs"] > 0.0  # int8 really differs
     assert all(r["criteria"] for r in rows.values())
+    assert report["parity_pass"] == {name: r["passed"] for name, r in rows.items()}
 
 
 @pytest.mark.slow
