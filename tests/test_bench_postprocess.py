@@ -134,3 +134,16 @@ def test_cli_missing_checkpoint_is_one_line(tmp_path, capsys) -> None:  # noqa: 
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert err.splitlines() == [f"error: {tmp_path / 'nope.pt'}: no such checkpoint file"]
+
+
+def test_preset_settings_match_torchvision_without_topk() -> None:
+    # ssd300-resnet50's preset: score 0.05, IoU 0.5, no per-class top-k (torchvision gets k = all priors), min size
+    # dropped (torchvision has none) with a note
+    from ssdtrt.bench.postprocess import resolve_settings
+
+    case = random_case(1, preset="ssd300-resnet50", seed=2)
+    spec, notes = resolve_settings(case, "preset")
+    assert spec.topk_candidates is None and spec.min_size == 0 and spec.score_threshold == 0.05
+    assert notes and "min_size" in notes[0]
+    timings, info = bench_case(case, [1], spec, warmup=0, iters=1, cuda=False)  # raises if the outputs differ
+    assert info[0]["candidates_per_image"] > 0 and len(timings) == 3
