@@ -77,14 +77,18 @@ def _select(
 
     n_img, n_pri, n_cls = class_scores.shape
     scores_ncp = class_scores.transpose(1, 2)  # [N, K, P]
-    if topk_candidates is not None and topk_candidates < n_pri:
+    above = scores_ncp > score_threshold
+    capped = topk_candidates is not None and topk_candidates < n_pri
+    if capped and above.numel() and int(above.sum(dim=-1).max()) <= topk_candidates:
+        capped = False  # no class of any image reaches the cap: ranking the candidates alone is the same (and cheap)
+    if capped:
         cand_scores, cand_idx = scores_ncp.topk(topk_candidates, dim=-1, sorted=True)
         keep = cand_scores > score_threshold  # [N, K, k]
         img_idx, cls_idx, rank_idx = keep.nonzero(as_tuple=True)  # (image, class, rank) order
         prior_idx = cand_idx[img_idx, cls_idx, rank_idx]
         cand_scores = cand_scores[img_idx, cls_idx, rank_idx]
     else:  # no per-class cap: threshold first, then rank only the candidates (score descending, ties by prior)
-        img_idx, cls_idx, prior_idx = (scores_ncp > score_threshold).nonzero(as_tuple=True)
+        img_idx, cls_idx, prior_idx = above.nonzero(as_tuple=True)
         cand_scores = scores_ncp[img_idx, cls_idx, prior_idx]
         order = torch.sort(cand_scores, descending=True, stable=True).indices
         order = order[torch.sort((img_idx * n_cls + cls_idx)[order], stable=True).indices]
@@ -129,16 +133,19 @@ def _nms_best_first(
 
     Same exact prefix argument as `ssdtrt.postprocess_numpy.nms_best_first`: candidates are taken in output order
     (image, score descending, ties by candidate position); once an image's prefix holds `max_detections` kept boxes,
-    nothing after it can enter the output. The prefix grows ×4 until that holds. One `batched_nms` call per round
+    nothing after it can enter the output. The prefix grows ×4 until that holds. One `batched_nms` call per image per round
     (torchvision picks a per-group loop or its coordinate-offset trick by size; float64 keeps offset coordinates
     exact: float32 loses ~1e-3 at offsets in the thousands).
     """
     import torch
-    from torchvision.ops import batched_nms
 
     m = scores.numel()
     if m == 0 or max_detections <= 0:
         return torch.zeros(0, dtype=torch.int64, device=scores.device)
+    limit = max(4 * int(max_detections), first_prefix)
+    if m <= limit:  # every image's prefix is all of it: one round, no ranking needed
+        return _batched_nms_per_image(boxes.to(torch.float64), scores.to(torch.float64), group, img_idx, n_img,
+                                      iou_threshold)
     order = torch.sort(scores, descending=True, stable=True).indices  # ties keep candidate position
     order = order[torch.sort(img_idx[order], stable=True).indices]
     per_img = torch.bincount(img_idx, minlength=n_img)
@@ -146,11 +153,34 @@ def _nms_best_first(
     rank = torch.empty(m, dtype=torch.int64, device=scores.device)
     rank[order] = torch.arange(m, device=scores.device) - starts[img_idx[order]]
     boxes64, scores64 = boxes.to(torch.float64), scores.to(torch.float64)
-    limit = max(4 * int(max_detections), first_prefix)
     while True:
         sub = (rank < limit).nonzero(as_tuple=True)[0]
-        kept = sub[batched_nms(boxes64[sub], scores64[sub], group[sub], iou_threshold)]
+        kept = sub[_batched_nms_per_image(boxes64[sub], scores64[sub], group[sub], img_idx[sub], n_img, iou_threshold)]
         kept_per_img = torch.bincount(img_idx[kept], minlength=n_img)
         if bool(((kept_per_img >= max_detections) | (per_img <= limit)).all()):
             return kept
         limit *= 4
+
+
+def _batched_nms_per_image(
+    boxes: torch.Tensor, scores: torch.Tensor, group: torch.Tensor, img_idx: torch.Tensor, n_img: int,
+    iou_threshold: float,
+) -> torch.Tensor:
+    """`batched_nms` one image at a time (`img_idx` nondecreasing: candidates come image by image).
+
+    Above 1000 boxes (CPU) batched_nms loops over the groups and scans every box for each: on a whole batch that is
+    (batch x classes) scans of (batch x candidates), quadratic in the batch size. Per image it is linear in the
+    batch, as in torchvision's own SSD postprocess.
+    """
+    import torch
+    from torchvision.ops import batched_nms
+
+    if n_img == 1:
+        return batched_nms(boxes, scores, group, iou_threshold)
+    parts, start = [], 0
+    for count in torch.bincount(img_idx, minlength=n_img).tolist():  # a loop over images, not boxes
+        if count:
+            end = start + count
+            parts.append(batched_nms(boxes[start:end], scores[start:end], group[start:end], iou_threshold) + start)
+        start += count
+    return torch.cat(parts) if parts else img_idx.new_zeros(0)

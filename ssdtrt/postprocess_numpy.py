@@ -86,7 +86,7 @@ def _candidates(
         k = max(int(topk_candidates), 0)
         if k == 0:
             mask[:] = False
-        else:
+        elif mask.sum(axis=1).max(initial=0) > k:  # partition only when some row passes the cap (it costs O(P) a row)
             kth = np.partition(scores_nkp, n_pri - k, axis=1)[:, n_pri - k : n_pri - k + 1]  # k-th largest
             above = scores_nkp > kth
             tied = scores_nkp == kth
