@@ -94,7 +94,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"(budget {s['max_minutes']:g} min; {tr['epochs']} epochs, {tr['steps']} steps).\n\n"
         "## mAP per variant\n\nEvery variant runs through the same `Detector` pipeline (same preprocess, same "
         "postprocess settings, score threshold 0.01).\n"
-        f"INT8: Q/DQ, {cal['method']} calibration on {cal['images']} images of {cal['data']}.\n\n"
+        f"INT8: Q/DQ, {cal['method']} calibration on {cal['images']} images of {cal['data']}, "
+        f"{cal.get('weight_bits', 8)}-bit weights"
+        + (" (this CPU has no VNNI: 8-bit weights saturate OpenVINO's int8 sums here)" if cal.get("weight_bits") == 7 else "")
+        + ".\n\n"
         + _variants(report)
         + ("" if trt["built"] else f"\nTensorRT: not built — {trt['reason']}.\n")
         + f"\n## Parity against the checkpoint (`ssdtrt compare`, {s['parity_images']} val images)\n\n"

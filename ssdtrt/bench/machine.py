@@ -120,3 +120,9 @@ def cpu_caveats(info: dict[str, Any]) -> list[str]:
     if not (flags.get("avx512_vnni") or flags.get("avx_vnni") or flags.get("amx_int8")):
         notes.append("no VNNI/AMX int8 dot products: int8 kernels gain little over f32")
     return notes
+
+
+def cpu_lacks_int8_dot_products(info: dict[str, Any] | None = None) -> bool:
+    """True on a CPU without VNNI / AMX int8 (AVX2 only): CPU int8 then wants 7-bit weights (`--reduce-range`)."""
+    flags = (info or machine_info()).get("cpu_flags") or {}
+    return bool(flags) and not (flags.get("avx512_vnni") or flags.get("avx_vnni") or flags.get("amx_int8"))
