@@ -89,7 +89,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# ssdtrt demo report\n\n"
         f"**mAP@[.5:.95] {report['map']:.4f}, mAP@.5 {report['map50']:.4f}** (PyTorch checkpoint, "
         f"{report['variants']['torch-fp32']['images']} held-out synthetic val images); whole demo "
-        f"**{report['total_s']:.0f} s** on a machine shared with other jobs (timings inflated).\n\n"
+        f"**{report['total_s']:.0f} s** on {report.get('machine', {}).get('cpu_cores', '?')} CPU cores.\n\n"
         f"Checkpoint `{report['checkpoint']}`: ssd-small trained from scratch for {tr['elapsed_s']:.0f} s "
         f"(budget {s['max_minutes']:g} min; {tr['epochs']} epochs, {tr['steps']} steps).\n\n"
         "## mAP per variant\n\nEvery variant runs through the same `Detector` pipeline (same preprocess, same "
@@ -109,8 +109,8 @@ def markdown(report: dict[str, Any]) -> str:
         + _parity(report)
         + f"\n## Latency, batch 1, end to end (decoded image in → detections in pixels out)\n\n"
         f"{lat.get('warmup')} warm-up + up to {lat.get('iters')} timed iterations per row (stopped after "
-        f"{lat.get('max_seconds')} s, at least {lat.get('min_iters')}); stage columns are p50 ms. The machine is shared "
-        "with other jobs: figures are inflated and noisy (see min–max); use `ssdtrt bench latency` for careful numbers.\n\n"
+        f"{lat.get('max_seconds')} s, at least {lat.get('min_iters')}); stage columns are p50 ms. A short run "
+        "(min–max shows its noise); `ssdtrt bench latency` measures longer, at more batch sizes.\n\n"
         + _latency(report)
         + "\n## Time per step\n\n" + steps
         + "\n## Machine\n\n" + _machine(report)
