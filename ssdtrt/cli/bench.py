@@ -117,9 +117,8 @@ def latency_cmd(
     con.print(rich_table(data_out))
     for note in cpu_caveats(report.machine):
         con.print(f"[dim]note: this CPU has {note}[/]")
-    for r in report.results:
-        for note in r.notes:
-            con.print(f"[dim]note: {r.label} (batch {r.batch_size}): {note}[/]")
+    for line in dict.fromkeys(f"{r.label}: {note}" for r in report.results for note in r.notes):  # once per variant
+        con.print(f"[dim]note: {line}[/]")
     best = report.best(min(settings.batch_sizes))
     if best is not None:
         con.print(f"fastest at batch {best.batch_size}: [bold]{best.label}[/] — {best.stages['e2e'].p50:.2f} ms p50 end to end")
