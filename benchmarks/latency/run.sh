@@ -8,11 +8,11 @@ SSDTRT=${SSDTRT:-".venv/bin/python -m ssdtrt.cli.app"}
 OUT=benchmarks/latency
 what=${1:-all}
 
-export_variants() {  # CHECKPOINT PREFIX: raw fp32/fp16/int8 and nms fp32 ONNX (dynamic batch) + OpenVINO IRs
-  local ckpt=$1 prefix=$2
+export_variants() {  # CHECKPOINT PREFIX CALIB_IMAGES: raw fp32/fp16/int8 + nms fp32 ONNX (dynamic batch), OpenVINO IRs
+  local ckpt=$1 prefix=$2 calib=$3
   for p in fp32 fp16 int8; do
     [ -f "$prefix-raw-$p.onnx" ] || $SSDTRT export "$ckpt" --mode raw --dynamic-batch --precision "$p" \
-      --calib-data synthetic --calib-images 256 --calib-method percentile --reduce-range --out "$prefix-raw-$p.onnx"
+      --calib-data synthetic --calib-images "$calib" --calib-method percentile --reduce-range --out "$prefix-raw-$p.onnx"
   done
   [ -f "$prefix-nms-fp32.onnx" ] || $SSDTRT export "$ckpt" --mode nms --dynamic-batch --out "$prefix-nms-fp32.onnx"
   [ -f "$prefix-raw-f32.xml" ] || $SSDTRT build-engine "$prefix-raw-fp32.onnx" --backend openvino --out "$prefix-raw-f32.xml"
@@ -23,7 +23,7 @@ if [ "$what" = demo ] || [ "$what" = all ]; then
   ckpt=runs/demo/train/best.pt
   [ -f "$ckpt" ] || { echo "run 'make demo' first ($ckpt is missing)" >&2; exit 1; }
   mkdir -p runs/bench/demo
-  export_variants "$ckpt" runs/bench/demo/ssd-small
+  export_variants "$ckpt" runs/bench/demo/ssd-small 256
   $SSDTRT bench latency "$ckpt" runs/bench/demo/ssd-small-raw-{fp32,fp16,int8}.onnx runs/bench/demo/ssd-small-nms-fp32.onnx \
     runs/bench/demo/ssd-small-raw-{f32,int8}.xml --batch-sizes 1,8 --warmup 10 --iters 100 --max-seconds 20 \
     --json $OUT/demo-ssd-small.json --markdown $OUT/demo-ssd-small.md --plot $OUT/demo-ssd-small.png
@@ -33,7 +33,7 @@ if [ "$what" = resnet50 ] || [ "$what" = all ]; then
   mkdir -p runs/bench/resnet50
   ckpt=runs/bench/resnet50/ssd300-resnet50.pt
   [ -f "$ckpt" ] || $SSDTRT init-weights --preset ssd300-resnet50 --seed 0 --out "$ckpt"
-  export_variants "$ckpt" runs/bench/resnet50/ssd300-resnet50
+  export_variants "$ckpt" runs/bench/resnet50/ssd300-resnet50 64  # random weights: ranges only shape latency
   $SSDTRT bench latency "$ckpt" runs/bench/resnet50/ssd300-resnet50-raw-{fp32,fp16,int8}.onnx \
     runs/bench/resnet50/ssd300-resnet50-nms-fp32.onnx runs/bench/resnet50/ssd300-resnet50-raw-{f32,int8}.xml \
     --batch-sizes 1,8 --warmup 5 --iters 100 --max-seconds 20 --image-size 480x640 \

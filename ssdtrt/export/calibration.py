@@ -134,6 +134,15 @@ class ArrayCalibrationReader:
     def rewind(self) -> None:
         self._it = None
 
+    def chunks(self, batches_per_chunk: int) -> Iterator[ArrayCalibrationReader]:
+        """Readers over consecutive slices of `batches_per_chunk` batches (feeding a calibrator piece by piece)."""
+        step = self.batch_size * max(1, batches_per_chunk)
+        for s in range(0, self.tensors.shape[0], step):
+            part = self.tensors[s : s + step]
+            if self.fixed and s > 0 and part.shape[0] < self.batch_size:
+                return  # as `_batches`: a static batch drops a ragged tail
+            yield ArrayCalibrationReader(part, self.input_name, self.batch_size, self.batch_size if self.fixed else None)
+
     def __len__(self) -> int:
         return -(-self.tensors.shape[0] // self.batch_size)
 
