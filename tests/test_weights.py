@@ -252,7 +252,7 @@ def test_init_weights_writes_a_loadable_random_checkpoint(tmp_path: Path, capsys
     from ssdtrt.model.checkpoint import load_model
 
     out = tmp_path / "rand.pt"
-    assert main(["init-weights", "--preset", "ssd-small", "--out", str(out), "--seed", "3"]) == 0
+    assert main(["init-weights", "--preset", "ssd-small", "--out", str(out), "--seed", "3", "--score-candidates", "0"]) == 0
     model = load_model(out)
     assert model.preset == "ssd-small"
     torch.manual_seed(3)
@@ -262,3 +262,30 @@ def test_init_weights_writes_a_loadable_random_checkpoint(tmp_path: Path, capsys
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), same.state_dict().values()))
     assert main(["init-weights", "--preset", "nope", "--out", str(tmp_path / "x.pt")]) == 1
     assert "unknown preset" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_init_weights_score_candidates_give_a_detector_like_score_count(tmp_path: Path) -> None:
+    """The calibrated heads pass about the asked number of scores per image (counted independently here), where
+    plain random heads pass most of them; backbone and box heads stay the plain random ones."""
+    from ssdtrt.cli.app import main
+    from ssdtrt.compare import load_images
+    from ssdtrt.model.checkpoint import load_model
+    from ssdtrt.preprocess import preprocess_images
+
+    plain, calibrated = tmp_path / "plain.pt", tmp_path / "cal.pt"
+    assert main(["init-weights", "--preset", "ssd-small", "--out", str(plain), "--score-candidates", "0"]) == 0
+    assert main(["init-weights", "--preset", "ssd-small", "--out", str(calibrated), "--score-candidates", "300"]) == 0
+    m_plain, m_cal = load_model(plain), load_model(calibrated)
+    x = torch.from_numpy(preprocess_images(load_images("synthetic", 4, split="train"), m_cal.spec.preprocess))
+    threshold = m_cal.spec.postprocess.score_threshold
+
+    def count(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            _, logits = model(x)
+        return float((logits.softmax(-1)[..., 1:] > threshold).sum(dim=(1, 2)).double().mean())
+
+    assert 270 <= count(m_cal) <= 330  # ±10%: the count is matched on these images, float rounding aside
+    assert count(m_plain) > 3 * 300
+    sd_plain, sd_cal = m_plain.state_dict(), m_cal.state_dict()
+    assert all(torch.equal(sd_plain[k], sd_cal[k]) for k in sd_plain if not k.startswith("conf."))
+    assert main(["init-weights", "--preset", "ssd-small", "--out", str(tmp_path / "x.pt"), "--score-candidates", "-1"]) != 0
