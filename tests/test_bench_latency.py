@@ -64,6 +64,14 @@ def test_slow_variants_stop_after_max_seconds(small_raw_onnx: Path) -> None:
     assert [r.iters for r in report.results] == [3]
 
 
+def test_max_seconds_also_cuts_a_long_warmup(small_raw_onnx: Path) -> None:
+    settings = LatencySettings(batch_sizes=(1,), warmup=1000, iters=4, max_seconds=0.0, min_iters=2)
+    report = bench_models([small_raw_onnx], settings, backends=["onnxruntime"])
+    assert [(r.warmup_iters, r.iters) for r in report.results] == [(1, 2)]
+    full = bench_models([small_raw_onnx], LatencySettings(warmup=2, iters=3), backends=["onnxruntime"])
+    assert [(r.warmup_iters, r.iters) for r in full.results] == [(2, 3)]
+
+
 def test_images_are_resized_to_the_requested_size(small_raw_onnx: Path) -> None:
     settings = LatencySettings(batch_sizes=(2,), warmup=0, iters=1, image_size_hw=(48, 64))
     report = bench_models([small_raw_onnx], settings, backends=["onnxruntime"])

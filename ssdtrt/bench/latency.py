@@ -54,7 +54,8 @@ class LatencySettings:
     batch_sizes: tuple[int, ...] = (1,)
     warmup: int = 10
     iters: int = 100
-    #: stop a slow configuration early after this many seconds of timed iterations (at least `min_iters` are kept)
+    #: stop a slow configuration early after this many seconds of timed iterations (at least `min_iters` are kept);
+    #: warm-up also ends after this many seconds (at least one warm-up iteration)
     max_seconds: float | None = None
     min_iters: int = 10
     threads: int | None = None  # None: each backend's default (all cores)
@@ -67,6 +68,8 @@ class LatencySettings:
             raise ValueError(f"batch sizes must be >= 1, got {self.batch_sizes}")
         if self.warmup < 0 or self.iters < 1:
             raise ValueError(f"warmup must be >= 0 and iters >= 1, got {self.warmup} and {self.iters}")
+        if self.min_iters < 1:
+            raise ValueError(f"min_iters must be >= 1, got {self.min_iters}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 
@@ -96,6 +99,7 @@ class LatencyResult:
     images_per_s: float
     runner: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    warmup_iters: int = 0  # untimed iterations run first (fewer than asked when --max-seconds cut the warm-up)
 
     @property
     def label(self) -> str:
@@ -237,8 +241,15 @@ def _measure_batch(
     gc.disable()  # a collection inside a timed iteration is noise, not the pipeline's cost
     try:
         timed_start = None
+        warmup = settings.warmup
+        warmup_start = time.perf_counter()
         for i in range(total):
-            if i == settings.warmup:
+            if (
+                timed_start is None and i > 0 and settings.max_seconds is not None
+                and time.perf_counter() - warmup_start > settings.max_seconds
+            ):
+                warmup = i  # a slow variant: at least one warm-up iteration, then at most max_seconds of them
+            if i == warmup:
                 timed_start = time.perf_counter()
             t0 = time.perf_counter()
             batch = det.preprocess(images)
@@ -247,7 +258,7 @@ def _measure_batch(
             t2 = time.perf_counter()
             det.postprocess(outputs, sizes)
             t3 = time.perf_counter()
-            if i >= settings.warmup:
+            if i >= warmup:
                 host_infer_ms = (t2 - t1) * 1e3
                 row = {"preprocess": (t1 - t0) * 1e3, "postprocess": (t3 - t2) * 1e3, "e2e": (t3 - t0) * 1e3}
                 if "h2d" in device_ms:  # GPU: CUDA-event times; the host span also holds launch and sync overhead
@@ -258,7 +269,9 @@ def _measure_batch(
                     samples.setdefault(stage, []).append(value)
             if progress is not None:
                 progress(variant.label, len(images), i + 1, total)
-            done = i + 1 - settings.warmup
+            done = i + 1 - warmup
+            if done >= settings.iters:
+                break
             if (
                 settings.max_seconds is not None and timed_start is not None and done >= settings.min_iters
                 and time.perf_counter() - timed_start > settings.max_seconds
@@ -279,6 +292,7 @@ def _measure_batch(
         images_per_s=len(images) * 1e3 / stages["e2e"].mean,
         runner=runner_info,
         notes=_notes(variant, runner_info),
+        warmup_iters=warmup,
     )
 
 

@@ -55,7 +55,8 @@ def latency_cmd(
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8",
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up iterations per configuration.")] = 10,
     iters: Annotated[int, typer.Option("--iters", help="Timed iterations per configuration.")] = 100,
-    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Stop a configuration after this many timed seconds (keeping >= 10 iterations): slow variants end early.")] = None,  # noqa: UP007
+    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="Stop a configuration after this many timed seconds (keeping >= --min-iters iterations), and end its warm-up after as many: slow variants end early.")] = None,  # noqa: UP007
+    min_iters: Annotated[int, typer.Option("--min-iters", help="Timed iterations kept at least when --max-seconds stops a configuration early.")] = 10,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for every backend (default: each backend's default, all cores).")] = None,  # noqa: UP007
     data: DataOption = "synthetic",
     image_size: Annotated[Optional[str], typer.Option("--image-size", help="Resize the decoded images to HEIGHTxWIDTH first (e.g. 480x640, camera-like); default: as stored.")] = None,  # noqa: UP007
@@ -79,6 +80,7 @@ def latency_cmd(
     con, err = console(), console(stderr=True)
     settings = LatencySettings(
         batch_sizes=_csv_ints(batch_sizes, "--batch-sizes"), warmup=warmup, iters=iters, max_seconds=max_seconds,
+        min_iters=min(min_iters, iters),
         threads=threads, data=data, image_size_hw=_size_hw(image_size), device=device,
     )
     usable, failed = [], 0
