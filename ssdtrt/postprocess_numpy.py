@@ -49,13 +49,92 @@ def postprocess_numpy(
     logits = np.asarray(logits)
     if locs.ndim != 3 or logits.ndim != 3 or locs.shape[:2] != logits.shape[:2] or locs.shape[-1] != 4:
         raise ValueError(f"expected locs [N, P, 4] and logits [N, P, C], got {locs.shape} and {logits.shape}")
-    probs = logits.astype(np.float32) if scores_are_probs else softmax(logits.astype(np.float32))
-    if boxes_are_decoded:
-        boxes = locs.astype(np.float32)
-    else:
-        boxes = decode(locs.astype(np.float32), np.asarray(priors, dtype=np.float32), variances)
-    boxes = np.clip(boxes, np.float32(0.0), np.float32(1.0))
+    scores = logits.astype(np.float32, copy=False)
+    locs = locs.astype(np.float32, copy=False)
+    priors = np.asarray(priors, dtype=np.float32)
+    rows = _rows_that_can_pass(scores, score_threshold, scores_are_probs)
+    if rows is not None:
+        sparse = _select_sparse(
+            locs, scores, priors, rows, score_threshold, iou_threshold, topk_candidates, max_detections, min_size,
+            variances, scores_are_probs, boxes_are_decoded,
+        )
+        if sparse is not None:
+            return sparse
+    probs = scores if scores_are_probs else softmax(scores)
+    boxes = _boxes(locs, priors, variances, boxes_are_decoded)
     return _select(boxes, probs[..., 1:], score_threshold, iou_threshold, topk_candidates, max_detections, min_size)
+
+
+def _boxes(locs: np.ndarray, priors: np.ndarray, variances: tuple[float, ...], decoded: bool) -> np.ndarray:
+    """Clipped normalized xyxy boxes of `locs [..., 4]` and their priors `[..., 4]`."""
+    boxes = locs if decoded else decode(locs, priors, variances)
+    return np.clip(boxes, np.float32(0.0), np.float32(1.0))
+
+
+#: Margin (log space) of the row pre-filter: a row is skipped only when even its best class could not pass the
+#: threshold with a probability 1e-4 (relative) above the computed one — orders of magnitude above float32 error.
+ROW_FILTER_LOG_MARGIN = 1e-4
+#: Above this share of (image, prior) rows passing the pre-filter the dense path is as cheap (no gathering; measured
+#: on SSD300-ResNet50 heads: sparse 4.4 ms vs dense 8.6 ms with 29% of the rows passing).
+SPARSE_MAX_ROW_SHARE = 0.5
+
+
+def _rows_that_can_pass(scores: np.ndarray, score_threshold: float, scores_are_probs: bool) -> np.ndarray | None:
+    """Flat (image * P + prior) indices of the rows where some class can score above the threshold, or None.
+
+    A class probability is exp(l_c - max_l) / sum, and the sum is >= 1, so p_c > thr needs l_c - max_l > log(thr):
+    one max over the classes finds the rows worth a softmax, without exponentiating the whole [N, P, C] head (a
+    trained detector's head is background almost everywhere). None: no pre-filter applies (threshold <= 0 or most
+    rows pass): use the dense path.
+    """
+    if not score_threshold > 0 or scores.shape[-1] < 2 or scores.size == 0:
+        return None
+    best_fg = scores[..., 1:].max(axis=-1)
+    if scores_are_probs:
+        can_pass = best_fg > np.float32(score_threshold)
+    else:
+        best = np.maximum(scores[..., 0], best_fg)
+        can_pass = (best_fg - best) > np.float32(np.log(score_threshold) - ROW_FILTER_LOG_MARGIN)
+    rows = np.flatnonzero(can_pass)
+    return rows if rows.size <= SPARSE_MAX_ROW_SHARE * can_pass.size else None
+
+
+def _select_sparse(
+    locs: np.ndarray,
+    scores: np.ndarray,
+    priors: np.ndarray,
+    rows: np.ndarray,
+    score_threshold: float,
+    iou_threshold: float,
+    topk_candidates: int | None,
+    max_detections: int,
+    min_size: float,
+    variances: tuple[float, ...],
+    scores_are_probs: bool,
+    boxes_are_decoded: bool,
+) -> list[Detections] | None:
+    """`_select` on the pre-filtered rows only: softmax, decode and thresholds touch a few hundred rows instead of
+    N * P. Same candidates, order and values as the dense path (the softmax of a row is computed the same way).
+    None when a per-class top-k cap would bind (the dense path ranks those rows with a partition)."""
+    n_img, n_pri, n_all = scores.shape
+    n_cls = n_all - 1
+    row_scores = scores.reshape(-1, n_all)[rows]
+    probs = row_scores if scores_are_probs else softmax(row_scores)
+    r, cls = np.nonzero(probs[:, 1:] > np.float32(score_threshold))  # rows ascending = (image, prior) ascending
+    if topk_candidates is not None and topk_candidates <= 0:
+        r, cls = r[:0], cls[:0]
+    img_idx, pri = rows[r] // n_pri, rows[r] % n_pri
+    groups = img_idx * n_cls + cls
+    if topk_candidates is not None and r.size > topk_candidates:
+        if np.bincount(groups).max() > topk_candidates:
+            return None
+    cand_scores = probs[r, cls + 1]
+    order = np.lexsort((pri, -cand_scores, groups))  # by (image, class), score descending, ties by prior index
+    r, cls, img_idx, groups, cand_scores = r[order], cls[order], img_idx[order], groups[order], cand_scores[order]
+    used, r_local = np.unique(r, return_inverse=True)  # decode each candidate prior once
+    flat = rows[used]
+    boxes = _boxes(locs.reshape(-1, 4)[flat], priors[flat % n_pri], variances, boxes_are_decoded)
+    return _finish(boxes[r_local], groups, img_idx, cls, cand_scores, iou_threshold, max_detections, min_size, n_img)
 
 
 def postprocess_numpy_spec(
@@ -114,7 +193,21 @@ def _select(
     scores_nkp = np.ascontiguousarray(class_scores.transpose(0, 2, 1)).reshape(n_img * n_cls, n_pri)
     rows, pri, scores = _candidates(scores_nkp, score_threshold, topk_candidates)
     img_idx, cls_idx = rows // n_cls, rows % n_cls
-    cand_boxes = boxes_xyxy[img_idx, pri]
+    return _finish(boxes_xyxy[img_idx, pri], rows, img_idx, cls_idx, scores, iou_threshold, max_detections, min_size, n_img)
+
+
+def _finish(
+    cand_boxes: np.ndarray,
+    rows: np.ndarray,
+    img_idx: np.ndarray,
+    cls_idx: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    max_detections: int,
+    min_size: float,
+    n_img: int,
+) -> list[Detections]:
+    """Min size, per-(image, class) NMS and the per-image cap on candidates in (image, class, rank) order."""
     if min_size > 0:
         wh = cand_boxes[:, 2:] - cand_boxes[:, :2]
         big = (wh >= np.float32(min_size)).all(axis=1)
@@ -128,7 +221,7 @@ def _select(
     cap = (np.arange(kept.size) - starts[kept_img]) < max_detections
     kept, kept_img = kept[cap], kept_img[cap]
     splits = np.cumsum(np.bincount(kept_img, minlength=n_img))[:-1]
-    out_boxes = np.split(cand_boxes[kept], splits)
+    out_boxes = np.split(cand_boxes[kept].reshape(-1, 4), splits)
     out_scores = np.split(scores[kept], splits)
     out_labels = np.split((cls_idx[kept] + 1).astype(np.int64), splits)
     return [Detections(b, s, lab) for b, s, lab in zip(out_boxes, out_scores, out_labels)]

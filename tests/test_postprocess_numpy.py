@@ -196,3 +196,63 @@ def test_runs_without_torch() -> None:
         "assert len(d) == 2 and len(d[0]) > 0 and 'torch' not in {m.split('.')[0] for m in sys.modules if sys.modules[m]}\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def _both_paths(monkeypatch: pytest.MonkeyPatch, locs: np.ndarray, scores: np.ndarray, priors: np.ndarray, **kw: object):
+    """(sparse-path result, dense-path result, whether the sparse path ran) for the same inputs."""
+    import ssdtrt.postprocess_numpy as pn
+
+    ran = []
+    real = pn._select_sparse
+    monkeypatch.setattr(pn, "_select_sparse", lambda *a, **k: ran.append(1) or real(*a, **k))
+    monkeypatch.setattr(pn, "SPARSE_MAX_ROW_SHARE", 1.0)
+    sparse = postprocess_numpy(locs, scores, priors, **kw)
+    monkeypatch.setattr(pn, "SPARSE_MAX_ROW_SHARE", -1.0)  # every row count exceeds it: dense
+    dense = postprocess_numpy(locs, scores, priors, **kw)
+    return sparse, dense, bool(ran)
+
+
+@pytest.mark.parametrize(
+    ("preset", "num_classes", "bg_boost", "kw"),
+    [
+        ("ssd300-resnet50", 81, 6.5, SEED000),
+        ("ssd300-vgg16", 21, 5.0, {}),
+        ("ssd300-vgg16", 21, 0.0, dict(topk_candidates=20)),  # the cap binds: falls back to the dense ranking
+        ("ssd-small", 7, 2.0, dict(topk_candidates=3, min_size=0.05)),
+        ("ssd-small", 3, 1.0, dict(topk_candidates=0)),
+    ],
+)
+def test_row_prefilter_path_equals_the_dense_path(
+    monkeypatch: pytest.MonkeyPatch, preset: str, num_classes: int, bg_boost: float, kw: dict
+) -> None:
+    """The pre-filtered (sparse) path softmaxes and decodes only rows that can pass the threshold; it must give
+    exactly the dense result, from logits and from probabilities, including scores sitting on the threshold."""
+    priors = default_boxes(preset)
+    locs, logits = heads(2, priors.shape[0], num_classes, seed=num_classes, scale=1.0)
+    logits[..., 0] += bg_boost
+    for scores, probs_in in ((logits, False), (torch_probs(logits), True)):
+        sparse, dense, ran = _both_paths(monkeypatch, locs, scores, priors, scores_are_probs=probs_in, **kw)
+        assert ran
+        for a, b in zip(sparse, dense):
+            np.testing.assert_array_equal(a.labels, b.labels)
+            np.testing.assert_array_equal(a.scores, b.scores)
+            np.testing.assert_array_equal(a.boxes, b.boxes)
+    assert sum(len(d) for d in dense) > 0 or kw.get("topk_candidates") == 0
+
+
+def test_row_prefilter_keeps_scores_just_above_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threshold set to exact computed probabilities (and their float32 neighbours): the strict `>` decides the
+    same way on both paths, so the pre-filter's margin never drops a passing score."""
+    from ssdtrt.postprocess_numpy import softmax
+
+    priors = default_boxes("ssd-small")
+    locs, logits = heads(1, priors.shape[0], 9, seed=21, scale=1.0)
+    logits[..., 0] += 4.0
+    probs = softmax(logits.copy())[..., 1:]
+    for q in (0.5, 0.9, 0.99):
+        exact = float(np.quantile(probs, q, method="nearest"))
+        for thr in (np.nextafter(np.float32(exact), np.float32(0)), np.float32(exact), np.nextafter(np.float32(exact), np.float32(1))):
+            kw = dict(score_threshold=float(thr), topk_candidates=None, max_detections=10_000, iou_threshold=1.0)
+            sparse, dense, ran = _both_paths(monkeypatch, locs, logits, priors, **kw)
+            assert ran and len(sparse[0]) == len(dense[0]) == int((probs > thr).sum())
+            np.testing.assert_array_equal(sparse[0].scores, dense[0].scores)
