@@ -133,7 +133,8 @@ def _select_sparse(
     r, cls, img_idx, groups, cand_scores = r[order], cls[order], img_idx[order], groups[order], cand_scores[order]
     used, r_local = np.unique(r, return_inverse=True)  # decode each candidate prior once
     flat = rows[used]
-    boxes = _boxes(locs.reshape(-1, 4)[flat], priors[flat % n_pri], variances, boxes_are_decoded)
+    row_priors = priors if boxes_are_decoded else priors[flat % n_pri]  # decoded boxes need no priors (may be empty)
+    boxes = _boxes(locs.reshape(-1, 4)[flat], row_priors, variances, boxes_are_decoded)
     return _finish(boxes[r_local], groups, img_idx, cls, cand_scores, iou_threshold, max_detections, min_size, n_img)
 
 

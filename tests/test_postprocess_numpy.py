@@ -166,6 +166,14 @@ def test_decoded_inputs() -> None:
     kw = dict(boxes_are_decoded=True, scores_are_probs=True, min_size=0.05)
     ref, ours = run_both(boxes, probs, priors, **kw)
     assert_identical(ref, ours)
+    no_priors = postprocess_numpy(boxes, probs, np.zeros((0, 4), np.float32), **kw)  # as the pipeline passes them
+    assert_identical(ref, no_priors)
+    logits = heads(2, priors.shape[0], 6, seed=9, scale=1.0)[1]
+    logits[..., 0] += 8.0  # mostly background: the row pre-filter (sparse path) runs
+    probs = torch_probs(logits)
+    ref, _ = run_both(boxes, probs, priors, **kw)
+    assert sum(len(d) for d in ref) > 0
+    assert_identical(ref, postprocess_numpy(boxes, probs, np.zeros((0, 4), np.float32), **kw))
 
 
 def test_greedy_nms_matches_torchvision_nms_at_the_threshold() -> None:
