@@ -37,6 +37,8 @@ class DemoSettings:
     bench_iters: int = 50
     bench_max_seconds: float = 3.0  # per backend × precision: a slow one stops early (≥ 10 iterations kept)
     annotated_images: int = 6
+    #: reuse OUT/train's checkpoint when an earlier demo trained it with the same training settings (`--retrain`: no)
+    reuse_checkpoint: bool = True
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,11 @@ def run_demo(
     backends = available_backends()
     report: dict[str, Any] = {"settings": asdict(cfg), "backends": backends, "variants": {}}
 
-    with run.step("train", f"training ssd-small on synthetic shapes for at most {cfg.max_minutes:g} min"):
-        ckpt, train_info = _train(out_dir, cfg, train_reporter)
+    reused = _reusable_checkpoint(out_dir, cfg) if cfg.reuse_checkpoint else None
+    message = (f"reusing {reused[0]} (trained by an earlier demo with the same settings; --retrain trains again)"
+               if reused else f"training ssd-small on synthetic shapes for at most {cfg.max_minutes:g} min")
+    with run.step("train", message):
+        ckpt, train_info = reused or _train(out_dir, cfg, train_reporter)
     report.update(checkpoint=str(ckpt), train=train_info)
     run.artifacts["torch-fp32"] = (ckpt, None)
     with run.step("export", "exporting ONNX: raw + nms fp32, nms fp16"):
@@ -158,7 +163,40 @@ def run_demo(
     return report
 
 
+TRAIN_RECORD = "demo_train.json"  # in OUT/train: what trained the checkpoint, so an unchanged re-run can skip training
+
+
+def _train_key(cfg: DemoSettings) -> dict[str, Any]:
+    """The settings that decide the demo's checkpoint (anything else can change without retraining)."""
+    import ssdtrt
+
+    return {"preset": "ssd-small", "data": "synthetic", "max_minutes": cfg.max_minutes, "eval_images": cfg.eval_images,
+            "ssdtrt": getattr(ssdtrt, "__version__", "?")}
+
+
+def _reusable_checkpoint(out_dir: Path, cfg: DemoSettings) -> tuple[Path, dict[str, Any]] | None:
+    """(checkpoint, train info) of an earlier demo in `out_dir` with the same training settings, if intact."""
+    import json
+
+    from ssdtrt.fileio import sha256_file
+
+    from ssdtrt.errors import SSDTRTError
+    from ssdtrt.model.checkpoint import load_model
+
+    record_path = out_dir / "train" / TRAIN_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+        ckpt = record_path.parent / record["checkpoint"]
+        if record["key"] != _train_key(cfg) or sha256_file(ckpt) != record["sha256"]:
+            return None
+        load_model(ckpt)  # still readable by this version of the code
+    except (OSError, ValueError, KeyError, TypeError, SSDTRTError):
+        return None
+    return ckpt, {**record["train"], "reused": True}
+
+
 def _train(out_dir: Path, cfg: DemoSettings, reporter: TrainReporter | None) -> tuple[Path, dict[str, Any]]:
+    from ssdtrt.fileio import atomic_write_json, sha256_file
     from ssdtrt.train import TrainConfig, train
 
     trained = train(
@@ -168,7 +206,10 @@ def _train(out_dir: Path, cfg: DemoSettings, reporter: TrainReporter | None) -> 
     )
     info = {"elapsed_s": round(trained.elapsed_s, 1), "epochs": trained.epochs_completed, "steps": trained.steps,
             "val_map": trained.metrics.get("map"), "val_map50": trained.metrics.get("map50")}
-    return trained.best_path or trained.last_path, info
+    ckpt = trained.best_path or trained.last_path
+    record = {"key": _train_key(cfg), "checkpoint": Path(ckpt).name, "sha256": sha256_file(ckpt), "train": info}
+    atomic_write_json(out_dir / "train" / TRAIN_RECORD, record)
+    return ckpt, {**info, "reused": False}
 
 
 def _export_float(run: _Run, ckpt: Path, folder: Path) -> None:

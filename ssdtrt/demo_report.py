@@ -91,7 +91,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['variants']['torch-fp32']['images']} held-out synthetic val images); whole demo "
         f"**{report['total_s']:.0f} s** on {report.get('machine', {}).get('cpu_cores', '?')} CPU cores.\n\n"
         f"Checkpoint `{report['checkpoint']}`: ssd-small trained from scratch for {tr['elapsed_s']:.0f} s "
-        f"(budget {s['max_minutes']:g} min; {tr['epochs']} epochs, {tr['steps']} steps).\n\n"
+        f"(budget {s['max_minutes']:g} min; {tr['epochs']} epochs, {tr['steps']} steps)"
+        + (" by an earlier demo run with the same settings, reused here (`ssdtrt demo --retrain` trains again)"
+           if tr.get("reused") else "")
+        + ".\n\n"
         "## mAP per variant\n\nEvery variant runs through the same `Detector` pipeline (same preprocess, same "
         "postprocess settings, score threshold 0.01).\n"
         f"INT8: Q/DQ, {cal['method']} calibration on {cal['images']} images of {cal['data']}, "

@@ -77,3 +77,27 @@ def test_latency_per_backend_and_tensorrt_reason(demo: tuple[Path, dict]) -> Non
         assert report["tensorrt"] == {"built": False, "reason": report["backends"]["tensorrt"]}
         assert "TensorRT: not built" in (Path(report["report_md"])).read_text()
     assert report["machine"]["cpu_cores"] >= 1 and "torch" in report["machine"]["packages"]
+
+
+@pytest.mark.slow
+def test_rerun_reuses_the_checkpoint_only_when_settings_and_file_match(demo: tuple[Path, dict], tmp_path: Path) -> None:
+    """An unchanged re-run skips training; other training settings, or a changed checkpoint file, train again."""
+    import shutil
+    from dataclasses import replace
+
+    from ssdtrt.demo import TRAIN_RECORD, _reusable_checkpoint
+
+    out, report = demo
+    assert report["train"]["reused"] is False and (out / "train" / TRAIN_RECORD).is_file()
+    copy = tmp_path / "demo"
+    shutil.copytree(out / "train", copy / "train")
+    same = replace(TINY, max_minutes=0.1, eval_images=16)
+    found = _reusable_checkpoint(copy, same)
+    assert found is not None and found[0].parent == copy / "train" and found[1]["reused"] is True
+    assert found[1]["steps"] == report["train"]["steps"]
+    assert _reusable_checkpoint(copy, replace(same, max_minutes=0.2)) is None
+    assert _reusable_checkpoint(copy, replace(same, eval_images=17)) is None
+    with found[0].open("ab") as f:  # a checkpoint changed since (or a half-written one) is never reused
+        f.write(b"x")
+    assert _reusable_checkpoint(copy, same) is None
+    assert _reusable_checkpoint(tmp_path / "empty", same) is None

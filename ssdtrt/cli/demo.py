@@ -18,6 +18,11 @@ def register(app: typer.Typer) -> None:
         eval_images: Annotated[int, typer.Option("--eval-images", help="Validation images per mAP.")] = 200,
         calib_images: Annotated[int, typer.Option("--calib-images", help="INT8 calibration images.")] = 128,
         bench_iters: Annotated[int, typer.Option("--bench-iters", help="Timed iterations per latency row.")] = 50,
+        retrain: Annotated[
+            bool,
+            typer.Option("--retrain", help="Train again even if OUT/train holds a checkpoint an earlier demo trained "
+                         "with the same settings (by default it is reused: a re-run takes about a minute)."),
+        ] = False,
     ) -> None:
         """Train ssd-small on synthetic shapes; export ONNX raw/nms, FP16 and INT8; build OpenVINO (and TensorRT where
         present) engines; mAP of every variant, parity against the checkpoint, batch-1 latency of every backend,
@@ -26,7 +31,8 @@ def register(app: typer.Typer) -> None:
 
         from ssdtrt.demo import DemoSettings, run_demo
 
-        settings = replace(DemoSettings(), calib_images=calib_images, bench_iters=bench_iters)
+        settings = replace(DemoSettings(), calib_images=calib_images, bench_iters=bench_iters,
+                           reuse_checkpoint=not retrain)
         with _DemoProgress() as ui:
             report = run_demo(out, max_minutes=max_minutes, eval_images=eval_images, settings=settings,
                               log=ui.log, start_task=ui.start_task, train_reporter=ui.train_event)
