@@ -103,3 +103,34 @@ def test_export_records_cap_and_lint_passes(tmp_path) -> None:
     report = lint_onnx(res.onnx_path)
     assert report.ok, [str(i) for i in report.issues]
     assert not [i for i in report.issues if i.op_type == "NonMaxSuppression"]
+
+
+def test_detector_reproduces_nms_export_with_its_manifest_settings(tmp_path) -> None:
+    """A decoded export carrying the nms export's manifest settings (cap 20 per class, binding: 6 x 20 < K = 200)
+    gives, through Detector's numpy postprocess, exactly the detections of the nms graph."""
+    from ssdtrt.data import open_dataset
+    from ssdtrt.export.onnx_export import export_model
+    from ssdtrt.model.ssd import build_model
+    from ssdtrt.pipeline import Detector
+
+    torch.manual_seed(3)
+    model = build_model("ssd-small").eval()
+    settings = replace(model.spec.postprocess, topk_candidates=None, max_detections=200, candidates_per_class=20)
+    nms = export_model(model, tmp_path / "n.onnx", mode="nms", dynamic_batch=True, postprocess=settings)
+    baked = PostprocessSpec(**nms.manifest.postprocess)
+    assert baked.candidates_per_class == 20
+    dec = export_model(model, tmp_path / "d.onnx", mode="decoded", dynamic_batch=True, postprocess=baked)
+    ds = open_dataset("synthetic", "val", size=6)
+    images = [ds[i].image for i in range(6)]
+    with Detector(nms.onnx_path) as a, Detector(dec.onnx_path) as b:
+        assert b.settings.candidates_per_class == 20
+        got, ref = a.detect(images), b.detect(images)
+        b.settings = replace(b.settings, candidates_per_class=None)
+        uncapped = b.detect(images)
+    assert sum(len(d) for d in uncapped) > sum(len(d) for d in got)  # the cap binds
+    for g, r in zip(got, ref):
+        g, r = g.numpy(), r.numpy()
+        assert 0 < len(g) == len(r) <= 6 * 20
+        np.testing.assert_array_equal(g.labels, r.labels)
+        np.testing.assert_allclose(g.boxes, r.boxes, atol=1e-3, rtol=0)  # pixels
+        np.testing.assert_allclose(g.scores, r.scores, atol=1e-6, rtol=0)
