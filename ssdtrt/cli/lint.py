@@ -27,7 +27,7 @@ def lint_cmd(
     ] = None,
     trt: Annotated[
         TrtMajor, typer.Option("--trt", help="TensorRT major whose ONNX parser to check against (default 10, the "
-                                             "strictest: 11 only adds operators such as Swish).")
+                                             "strictest: 11.x only adds operators such as Swish).")
     ] = TrtMajor.v10,
 ) -> int:
     """Check ops, opset, Q/DQ form, NMS box budget, dynamic dims and output shapes against TensorRT's ONNX parser;

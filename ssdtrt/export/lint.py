@@ -32,7 +32,8 @@ from ssdtrt.errors import ManifestError
 if TYPE_CHECKING:
     import onnx
 
-#: TensorRT majors with an operator table; 10 is the default: the strictest common ground (11 only adds operators).
+#: TensorRT majors with an operator table; 10 is the default, the strictest common ground (the 11.x release notes list
+#: only parser additions: Swish, DFT, opset 25).
 TRT_MAJORS = (10, 11)
 _AXES_INPUT = {"Slice": 3, "Unsqueeze": 1, "Squeeze": 1}  # op → index of an `axes` input that must be constant
 _REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
