@@ -84,6 +84,8 @@ def test_nms_settings_per_preset() -> None:
     for bad in (0, 3840, 5000):
         with pytest.raises(ValueError, match="candidates_per_class"):
             nms_settings(replace(r50.postprocess, candidates_per_class=bad), r50.priors.num_priors)
+    with pytest.raises(ValueError, match="topk_candidates"):
+        nms_settings(replace(r50.postprocess, topk_candidates=0), r50.priors.num_priors)
     with pytest.raises(ValueError, match="max_detections"):
         nms_settings(replace(r50.postprocess, max_detections=4000), r50.priors.num_priors)
 

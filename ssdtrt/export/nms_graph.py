@@ -26,11 +26,11 @@ The graph does not rely on the first or the last (masking + the dense TopK fix b
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-from dataclasses import replace
 
 from ssdtrt.config import NMS_CANDIDATES_PER_CLASS, PostprocessSpec, per_class_cap
 
@@ -81,14 +81,17 @@ def nms_settings(settings: PostprocessSpec, num_priors: int) -> PostprocessSpec:
     if not 1 <= settings.max_detections < TRT_TOPK_MAX_K_EXCLUSIVE:
         raise ValueError(f"max_detections = {settings.max_detections}: must be 1..{TRT_TOPK_MAX_K_EXCLUSIVE - 1} "
                          f"(the per-image TopK; TensorRT needs K < {TRT_TOPK_MAX_K_EXCLUSIVE})")
-    default = NMS_CANDIDATES_PER_CLASS if cap is None else cap
-    k = min(per_class_cap(settings.topk_candidates, default) or default, num_priors)
-    return replace(settings, candidates_per_class=k)
+    if settings.topk_candidates is not None and settings.topk_candidates < 1:
+        raise ValueError(f"topk_candidates = {settings.topk_candidates}: must be >= 1 (None = no per-class top-k)")
+    cap = NMS_CANDIDATES_PER_CLASS if cap is None else cap
+    topk = cap if settings.topk_candidates is None else settings.topk_candidates
+    return replace(settings, candidates_per_class=min(topk, cap, num_priors))
 
 
 def nms_sizes(num_priors: int, num_classes: int, settings: PostprocessSpec) -> tuple[int, int, int]:
     """(k candidates per class, boxes kept per class by NMS, K_eff = per-image TopK size before padding)."""
-    k = min(per_class_cap(settings.topk_candidates, settings.candidates_per_class) or num_priors, num_priors)
+    cap = per_class_cap(settings.topk_candidates, settings.candidates_per_class)
+    k = num_priors if cap is None else min(cap, num_priors)
     per_class = min(k, settings.max_detections)
     return k, per_class, min(settings.max_detections, (num_classes - 1) * k)
 
