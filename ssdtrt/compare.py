@@ -3,7 +3,8 @@
 Per shared output (same name and shape): max / mean absolute and relative error, pass if every element satisfies
 |a - b| <= atol + rtol * |b|. Detections: the match rate (a detection of one side matches one of the other with
 the same label and IoU >= 0.99), pass if >= `min_match`. Both sides use the same postprocess settings (those baked
-into an `nms` graph when either side has one, else A's). Extend `load_subject` to add a backend.
+into an `nms` graph when either side has one, else A's). Extend `load_subject` to add a backend; a Polygraphy
+RunResults file as a side is `ssdtrt.compare_polygraphy.PolygraphySubject`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Subject:
     num_classes: int
     mode: str
     postprocess: PostprocessSpec
+    input_name: str = "images"  # the graph input a Polygraphy feed dict names
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -93,6 +95,7 @@ class RunnerSubject(Subject):
         self.num_classes = m.num_classes
         self.mode = m.export_mode
         self.postprocess = PostprocessSpec(**m.postprocess) if m.postprocess else self.spec.postprocess
+        self.input_name = m.inputs[0].name if m.inputs else "images"
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         from ssdtrt.runtime.onnxruntime_runner import run_batched
@@ -197,17 +200,37 @@ def compare_models(
     progress: Callable[[int], None] | None = None,
 ) -> CompareReport:
     """Run both subjects on the same images and measure how far apart they are."""
+    return compare_batches(a, b, preprocess_batches(images_rgb, a.spec, batch_size), atol=atol, rtol=rtol,
+                           min_match=min_match, progress=progress)
+
+
+def preprocess_batches(images_rgb: list[np.ndarray], spec: ModelSpec, batch_size: int = 8) -> list[np.ndarray]:
+    """The network inputs (float32 NCHW) of `images_rgb`, `batch_size` images per batch."""
     from ssdtrt.preprocess import preprocess_images
 
+    return [preprocess_images(images_rgb[s : s + batch_size], spec.preprocess) for s in range(0, len(images_rgb), batch_size)]
+
+
+def compare_batches(
+    a: Subject,
+    b: Subject,
+    batches: list[np.ndarray],
+    *,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+    min_match: float = 0.99,
+    progress: Callable[[int], None] | None = None,
+) -> CompareReport:
+    """Run both subjects on the same preprocessed batches (e.g. Polygraphy's saved inputs) and compare."""
     if a.num_classes != b.num_classes:
         raise ClassCountMismatchError(f"{a.name} has {a.num_classes} classes, {b.name} has {b.num_classes}")
     if a.spec.preprocess != b.spec.preprocess or a.spec.priors != b.spec.priors:
         raise ParityError(f"{a.name} and {b.name} use different presets ({a.spec.name} vs {b.spec.name})")
     settings = b.postprocess if b.mode == "nms" and a.mode != "nms" else a.postprocess
-    report = CompareReport(a.name, b.name, len(images_rgb), atol, rtol, min_match, postprocess=asdict(settings))
+    report = CompareReport(a.name, b.name, sum(x.shape[0] for x in batches), atol, rtol, min_match,
+                           postprocess=asdict(settings))
     collected: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for start in range(0, len(images_rgb), batch_size):
-        batch = preprocess_images(images_rgb[start : start + batch_size], a.spec.preprocess)
+    for batch in batches:
         out_a, out_b = a.run(batch), b.run(batch)
         if "nms" not in (a.mode, b.mode):
             for name in TENSOR_OUTPUTS:

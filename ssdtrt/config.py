@@ -63,13 +63,21 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class PostprocessSpec:
-    """Decode + per-class NMS settings (the semantics of `ssdtrt.postprocess`)."""
+    """Decode + per-class NMS settings (the semantics of `ssdtrt.postprocess`).
+
+    `topk_candidates` is the reference model's per-class top-k (None = every prior above the threshold, as seed 000).
+    `candidates_per_class` is a second, deployment cap: an `nms` export always sets it (at most
+    `NMS_CANDIDATES_PER_CLASS`), because TensorRT's NMS considers at most 5000 boxes per batch item (2000 on SM 5.3 /
+    6.2) and its TopK needs K < 3840, so an uncapped graph would mean different things on TensorRT and ONNX Runtime.
+    Presets leave it None. Every path applies min(topk_candidates, candidates_per_class) (see `per_class_cap`).
+    """
 
     score_threshold: float = 0.01
     iou_threshold: float = 0.45
     topk_candidates: int | None = 400
     max_detections: int = 200
     min_size: float = 0.0
+    candidates_per_class: int | None = None
 
     def as_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of `postprocess` / `postprocess_numpy` (one place that unpacks a spec)."""
@@ -111,6 +119,17 @@ class ModelSpec:
             variances=tuple(d.get("variances", VARIANCES)),  # type: ignore[arg-type]
             description=d.get("description", ""),
         )
+
+
+#: Per-class candidate cap an `nms` export uses when the settings give none smaller: within TensorRT's INMSLayer
+#: limit on every GPU (2000 boxes per batch item on SM 5.3 / 6.2, else 5000; NvInfer.h) and its TopK K < 3840.
+NMS_CANDIDATES_PER_CLASS = 2000
+
+
+def per_class_cap(topk_candidates: int | None, candidates_per_class: int | None) -> int | None:
+    """The per-class candidate cap both settings impose together (None = no cap)."""
+    caps = [int(c) for c in (topk_candidates, candidates_per_class) if c is not None]
+    return min(caps) if caps else None
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

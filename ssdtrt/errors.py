@@ -56,3 +56,7 @@ class IncompatibleEngineError(SSDTRTError):
 
 class ParityError(SSDTRTError):
     """Two models disagree beyond the tolerances."""
+
+
+class ResultsFileError(SSDTRTError):
+    """A Polygraphy RunResults / input file that cannot be read or does not fit the model compared with it."""

@@ -224,6 +224,7 @@ class Detector:
             score_threshold=s.score_threshold,
             iou_threshold=s.iou_threshold,
             topk_candidates=s.topk_candidates,
+            candidates_per_class=s.candidates_per_class,
             max_detections=s.max_detections,
             min_size=s.min_size,
             variances=self.spec.variances,

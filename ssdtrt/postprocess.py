@@ -2,8 +2,9 @@
 
 Semantics (shared with the numpy path in `postprocess_numpy` and the NMS-in-graph ONNX export):
 softmax → decode → clip to [0, 1] → per class keep scores > score_threshold, then that class's best
-`topk_candidates` (None = all) → drop boxes narrower or shorter than `min_size` → per-class NMS (IoU >
-iou_threshold suppresses) → the best `max_detections` per image, sorted by score (descending).
+`topk_candidates` (None = all; `candidates_per_class`, when set, caps it further) → drop boxes narrower or shorter
+than `min_size` → per-class NMS (IoU > iou_threshold suppresses) → the best `max_detections` per image, sorted by
+score (descending).
 Candidates enter NMS in (image, class, per-class score rank) order and ties are broken stably in that order.
 """
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssdtrt.config import VARIANCES, PostprocessSpec
+from ssdtrt.config import VARIANCES, PostprocessSpec, per_class_cap
 from ssdtrt.detections import Detections
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def postprocess(
     topk_candidates: int | None = 400,
     max_detections: int = 200,
     min_size: float = 0.0,
+    candidates_per_class: int | None = None,
     variances: tuple[float, ...] = VARIANCES,
     scores_are_probs: bool = False,
     boxes_are_decoded: bool = False,
@@ -37,9 +39,12 @@ def postprocess(
     """Detections per image from head outputs `locs [N, P, 4]` and `logits [N, P, C]` (class 0 = background).
 
     `priors` is [P, 4] (cx, cy, w, h). With `boxes_are_decoded` / `scores_are_probs` the inputs are the outputs of
-    a `decoded` export (xyxy boxes, softmax scores) and those steps are skipped.
+    a `decoded` export (xyxy boxes, softmax scores) and those steps are skipped. `candidates_per_class` caps each
+    class's candidates on top of `topk_candidates` (the cap an `nms` export's manifest records).
     """
     import torch
+
+    topk_candidates = per_class_cap(topk_candidates, candidates_per_class)
 
     if locs.ndim != 3 or logits.ndim != 3 or locs.shape[:2] != logits.shape[:2] or locs.shape[-1] != 4:
         raise ValueError(f"expected locs [N, P, 4] and logits [N, P, C], got {tuple(locs.shape)} and {tuple(logits.shape)}")

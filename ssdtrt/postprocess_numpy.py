@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssdtrt.codec import decode
-from ssdtrt.config import VARIANCES, PostprocessSpec
+from ssdtrt.config import VARIANCES, PostprocessSpec, per_class_cap
 from ssdtrt.detections import Detections
 
 #: Elements of one [G, k, k] IoU chunk: small enough to stay in cache (measured fastest) and bound memory.
@@ -37,6 +37,7 @@ def postprocess_numpy(
     topk_candidates: int | None = 400,
     max_detections: int = 200,
     min_size: float = 0.0,
+    candidates_per_class: int | None = None,
     variances: tuple[float, ...] = VARIANCES,
     scores_are_probs: bool = False,
     boxes_are_decoded: bool = False,
@@ -45,6 +46,7 @@ def postprocess_numpy(
 
     Arguments as `ssdtrt.postprocess.postprocess`; boxes are normalized xyxy clipped to [0, 1].
     """
+    topk_candidates = per_class_cap(topk_candidates, candidates_per_class)
     locs = np.asarray(locs)
     logits = np.asarray(logits)
     if locs.ndim != 3 or logits.ndim != 3 or locs.shape[:2] != logits.shape[:2] or locs.shape[-1] != 4:

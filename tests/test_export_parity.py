@@ -127,14 +127,16 @@ def test_nms_zero_detections_and_min_size(model, images, heads, outdir) -> None:
 
 
 def test_nms_all_candidates_and_padding(model, images, heads, outdir) -> None:
-    """No per-class top-k (k = P) with K larger than all candidates; and top-k 10 (60 < K = 100 → padded)."""
+    """No per-class top-k (k = min(P, 2000), the nms cap) with K larger than all candidates; and top-k 10 (60 < K =
+    100 → padded)."""
     priors = default_boxes(model.spec)
     for name, settings in {
         "all": replace(model.spec.postprocess, topk_candidates=None, max_detections=300, score_threshold=0.15),
         "pad": replace(model.spec.postprocess, topk_candidates=10, max_detections=100),
     }.items():
         path = outdir / f"nms_{name}.onnx"
-        export_model(model, path, mode="nms", batch=4, postprocess=settings)
+        res = export_model(model, path, mode="nms", batch=4, postprocess=settings)
+        settings = PostprocessSpec(**res.manifest.postprocess)  # with the graph's candidates_per_class (2000 for "all")
         with OnnxRuntimeRunner(path, providers=["CPUExecutionProvider"]) as runner:
             out = _feed(runner, images, 4)
         counts = _check_nms(out, heads, priors, settings)

@@ -1,4 +1,8 @@
-"""`ssdtrt compare A B`: per-output errors and detection match rate of two models on the same images."""
+"""`ssdtrt compare A B`: per-output errors and detection match rate of two models on the same images.
+
+Either side may be a Polygraphy RunResults JSON (`polygraphy run ... --save-outputs out.json`), compared on the inputs
+it ran on (`--load-inputs`); `--save-inputs` writes the inputs for `polygraphy run --load-inputs`.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,12 @@ def register(app: typer.Typer) -> None:
 
 
 def compare_cmd(
-    a: Annotated[Path, typer.Argument(help="Reference: checkpoint (.pt) or ONNX.")],
-    b: Annotated[Path, typer.Argument(help="Candidate: checkpoint (.pt) or ONNX.")],
+    a: Annotated[Path, typer.Argument(help="Reference: checkpoint (.pt), ONNX, or a Polygraphy RunResults .json.")],
+    b: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Argument(help="Candidate: checkpoint (.pt), ONNX, or a Polygraphy RunResults .json (may be left out "
+                            "with --save-inputs)."),
+    ] = None,
     data: DataOption = "synthetic",
     split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "val",
     images: Annotated[int, typer.Option("--images", help="Number of images.")] = 20,
@@ -29,6 +37,20 @@ def compare_cmd(
     json_out: Annotated[
         Optional[Path], typer.Option("--json", help="Also write the report as JSON.")  # noqa: UP007
     ] = None,
+    load_inputs: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Option("--load-inputs", help="Run on the inputs of a Polygraphy input file (polygraphy run "
+                                           "--save-inputs) instead of --data images; needed for a RunResults side."),
+    ] = None,
+    save_inputs: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Option("--save-inputs", help="Write the preprocessed inputs as a Polygraphy input file "
+                                           "(for polygraphy run --load-inputs)."),
+    ] = None,
+    runner: Annotated[
+        Optional[str],  # noqa: UP007
+        typer.Option("--runner", help="Runner to read from a RunResults file holding several (e.g. trt-runner-N0-...)."),
+    ] = None,
 ) -> int:
     """Compare two models (Polygraphy style): max/mean abs and rel error per shared output, detection match rate;
     exit 0 when within tolerances, 1 otherwise."""
@@ -36,23 +58,56 @@ def compare_cmd(
     from rich.table import Table
 
     from ssdtrt.cli.common import console
-    from ssdtrt.compare import compare_models, load_images, load_subject
+    from ssdtrt.compare import compare_batches, load_images, load_subject, preprocess_batches
+    from ssdtrt.compare_polygraphy import (
+        PolygraphySubject,
+        is_results_file,
+        load_input_batches,
+        save_input_batches,
+    )
+    from ssdtrt.errors import ResultsFileError
     from ssdtrt.fileio import atomic_write_json
 
     con = console()
-    imgs = load_images(data, images, split)
-    sa, sb = load_subject(a), load_subject(b)
+    sides = [p for p in (a, b) if p is not None]
+    models = [p for p in sides if not is_results_file(p)]
+    if not models:
+        raise ResultsFileError("both sides are Polygraphy RunResults: one side must be a model (it gives the preset)")
+    if b is None and save_inputs is None:
+        raise typer.BadParameter("give B to compare with, or --save-inputs to only write inputs", param_hint="B")
+    if any(is_results_file(p) for p in sides) and load_inputs is None:
+        raise ResultsFileError("a Polygraphy RunResults side needs --load-inputs: the inputs it ran on "
+                               "(polygraphy run --save-inputs / --load-inputs)")
+    model = load_subject(models[0])  # the side that describes both (preset, classes, postprocess)
+    others = []
     try:
+        if load_inputs is not None:
+            batches = load_input_batches(load_inputs, model.input_name)
+            source = f"{sum(x.shape[0] for x in batches)} inputs of {load_inputs} ({len(batches)} iterations)"
+        else:
+            batches = preprocess_batches(load_images(data, images, split), model.spec, batch_size)
+            source = f"{sum(x.shape[0] for x in batches)} images of {data} ({split})"
+        if save_inputs is not None:
+            save_input_batches(save_inputs, model.input_name, batches)
+            con.print(f"wrote {len(batches)} iteration(s) of {model.input_name!r} to {save_inputs} "
+                      f"(then: polygraphy run {models[0]} --trt --load-inputs {save_inputs} --save-outputs OUT.json)")
+            if b is None:
+                return 0
+        for p in (a, b):
+            if p is not models[0]:
+                others.append(PolygraphySubject(p, model, runner) if is_results_file(p) else load_subject(p))
+        sa, sb = (model, others[0]) if a is models[0] else (others[0], model)
         with Progress(console=console(stderr=True), transient=True) as bar:
-            task = bar.add_task("comparing", total=len(imgs))
-            report = compare_models(
-                sa, sb, imgs, atol=atol, rtol=rtol, min_match=min_match, batch_size=batch_size,
-                progress=lambda n: bar.advance(task, n),
-            )
+            task = bar.add_task("comparing", total=sum(x.shape[0] for x in batches))
+            report = compare_batches(sa, sb, batches, atol=atol, rtol=rtol, min_match=min_match,
+                                     progress=lambda n: bar.advance(task, n))
+        for s in others:
+            if isinstance(s, PolygraphySubject):
+                s.check_consumed()
     finally:
-        sa.close()
-        sb.close()
-    con.print(f"A = {report.a}\nB = {report.b}\n{report.num_images} images of {data} ({split}), atol {atol:g}, rtol {rtol:g}")
+        for s in (model, *others):
+            s.close()
+    con.print(f"A = {report.a}\nB = {report.b}\n{source}, atol {atol:g}, rtol {rtol:g}")
     if report.outputs:
         table = Table("output", "max abs", "mean abs", "max rel", "mean rel", "pass")
         for o in report.outputs:

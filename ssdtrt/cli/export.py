@@ -66,6 +66,11 @@ def export_cmd(
         Optional[int], typer.Option("--max-detections", help="nms: detections per image (K, the padded size).")  # noqa: UP007
     ] = None,
     min_size: Annotated[Optional[float], typer.Option("--min-size", help="nms: min box side, normalized.")] = None,  # noqa: UP007
+    candidates_per_class: Annotated[
+        Optional[int],  # noqa: UP007
+        typer.Option("--candidates-per-class", help="nms: explicit per-class candidate cap baked into the graph "
+                     "(default: min(top-k, 2000), within TensorRT's NMS/TopK limits; max 3839)."),
+    ] = None,
 ) -> None:
     """Export a checkpoint to ONNX with a manifest beside it (checked with onnx.checker and strict shape inference)."""
     from ssdtrt.cli.common import console
@@ -84,7 +89,7 @@ def export_cmd(
         )
     overrides = dict(
         score_threshold=score_threshold, iou_threshold=iou_threshold, topk_candidates=topk_candidates,
-        max_detections=max_detections, min_size=min_size,
+        max_detections=max_detections, min_size=min_size, candidates_per_class=candidates_per_class,
     )
     con = console()
     with con.status(f"exporting {checkpoint} → {out_path} ({mode.value}, {precision.value})"):

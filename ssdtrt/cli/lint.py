@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+
+class TrtMajor(str, Enum):
+    """TensorRT majors with an operator table (ssdtrt/export/trt_supported_ops.json)."""
+
+    v10 = "10"
+    v11 = "11"
 
 
 def register(app: typer.Typer) -> None:
@@ -17,19 +25,24 @@ def lint_cmd(
     json_out: Annotated[
         Optional[Path], typer.Option("--json", help="Also write the report as JSON to this path.")  # noqa: UP007
     ] = None,
+    trt: Annotated[
+        TrtMajor, typer.Option("--trt", help="TensorRT major whose ONNX parser to check against (default 10, the "
+                                             "strictest: 11.x only adds operators such as Swish).")
+    ] = TrtMajor.v10,
 ) -> int:
-    """Check ops, opset, Q/DQ form, dynamic dims and output shapes against TensorRT's ONNX parser; exit 1 on errors."""
+    """Check ops, opset, Q/DQ form, NMS box budget, dynamic dims and output shapes against TensorRT's ONNX parser;
+    exit 1 on errors."""
     from rich.table import Table
 
     from ssdtrt.cli.common import console
     from ssdtrt.export.lint import lint_onnx
     from ssdtrt.fileio import atomic_write_json
 
-    report = lint_onnx(model)
+    report = lint_onnx(model, trt_major=int(trt.value))
     con = console()
     ops = ", ".join(f"{k}×{v}" for k, v in report.op_counts.items())
     con.print(f"{model}: opset {report.opset}, {report.num_nodes} nodes ({ops})")
-    con.print(f"operator table: {report.source}")
+    con.print(f"TensorRT {report.trt_major}.x operator table: {report.source}")
     if report.issues:
         table = Table("severity", "node", "op", "problem")
         for i in report.issues:

@@ -2,8 +2,12 @@
 
 Same semantics as `ssdtrt.postprocess`, step by step:
 
-1. per class c ≥ 1: TopK(k = topk_candidates) of scores[:, :, c] (sorted; ties → lower prior index first); with
-   no per-class cap every prior is a candidate in prior order (no TopK: TensorRT needs K < 3840);
+1. per class c ≥ 1: TopK(k) of scores[:, :, c] (sorted; ties → lower prior index first), k = min(topk_candidates,
+   candidates_per_class, P). `nms_settings` always sets candidates_per_class (default `NMS_CANDIDATES_PER_CLASS`
+   = 2000), so every NonMaxSuppression batch item holds k ≤ 2000 boxes — within TensorRT's INMSLayer limit (it
+   considers only the best 5000 boxes per batch item, 2000 on SM 5.3 / 6.2) and its TopK limit (K < 3840): the graph
+   means the same on TensorRT as on ONNX Runtime, and the manifest records the cap. Only when k = P (a small model)
+   every prior is a candidate in prior order (no TopK);
 2. keep candidates with score > score_threshold and, if min_size > 0, width and height ≥ min_size; the rest get
    score -1 (scores are probabilities ≥ 0, so NonMaxSuppression's own score_threshold of 0 drops exactly them,
    whichever of > / ≥ a backend implements);
@@ -22,16 +26,21 @@ The graph does not rely on the first or the last (masking + the dense TopK fix b
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ssdtrt.config import PostprocessSpec
+from ssdtrt.config import NMS_CANDIDATES_PER_CLASS, PostprocessSpec, per_class_cap
 
 #: Names of the graph outputs of an `nms` export, in order.
 NMS_OUTPUTS: tuple[str, ...] = ("num_detections", "boxes", "scores", "labels")
 #: Every node of the appended subgraph has a name starting with this (fp16 / int8 keep these in fp32).
 NMS_PREFIX = "nms/"
+#: TensorRT limits the graph must stay within (NvInfer.h INMSLayer / ITopKLayer; onnx-tensorrt docs/operators.md).
+TRT_NMS_MAX_BOXES_PER_ITEM = 5000
+TRT_TOPK_MAX_K_EXCLUSIVE = 3840
 
 
 class _Builder:
@@ -58,9 +67,31 @@ class _Builder:
         return self.op(op_type, inputs, 1, **attrs)[0]
 
 
+def nms_settings(settings: PostprocessSpec, num_priors: int) -> PostprocessSpec:
+    """`settings` with the explicit per-class candidate cap an `nms` export bakes in (and its manifest records).
+
+    The cap is min(topk_candidates, candidates_per_class or NMS_CANDIDATES_PER_CLASS, P); a preset without a per-class
+    top-k (seed 000) gets 2000. Raises ValueError for a cap or max_detections TensorRT cannot run.
+    """
+    cap = settings.candidates_per_class
+    if cap is not None and not 1 <= cap < TRT_TOPK_MAX_K_EXCLUSIVE:
+        raise ValueError(f"candidates_per_class = {cap}: must be 1..{TRT_TOPK_MAX_K_EXCLUSIVE - 1} "
+                         f"(TensorRT TopK needs K < {TRT_TOPK_MAX_K_EXCLUSIVE}; its NMS takes <= "
+                         f"{TRT_NMS_MAX_BOXES_PER_ITEM} boxes per item)")
+    if not 1 <= settings.max_detections < TRT_TOPK_MAX_K_EXCLUSIVE:
+        raise ValueError(f"max_detections = {settings.max_detections}: must be 1..{TRT_TOPK_MAX_K_EXCLUSIVE - 1} "
+                         f"(the per-image TopK; TensorRT needs K < {TRT_TOPK_MAX_K_EXCLUSIVE})")
+    if settings.topk_candidates is not None and settings.topk_candidates < 1:
+        raise ValueError(f"topk_candidates = {settings.topk_candidates}: must be >= 1 (None = no per-class top-k)")
+    cap = NMS_CANDIDATES_PER_CLASS if cap is None else cap
+    topk = cap if settings.topk_candidates is None else settings.topk_candidates
+    return replace(settings, candidates_per_class=min(topk, cap, num_priors))
+
+
 def nms_sizes(num_priors: int, num_classes: int, settings: PostprocessSpec) -> tuple[int, int, int]:
     """(k candidates per class, boxes kept per class by NMS, K_eff = per-image TopK size before padding)."""
-    k = num_priors if settings.topk_candidates is None else min(int(settings.topk_candidates), num_priors)
+    cap = per_class_cap(settings.topk_candidates, settings.candidates_per_class)
+    k = num_priors if cap is None else min(cap, num_priors)
     per_class = min(k, settings.max_detections)
     return k, per_class, min(settings.max_detections, (num_classes - 1) * k)
 
@@ -78,6 +109,7 @@ def append_nms(
     """Replace the graph outputs `boxes_name [N,P,4]` / `scores_name [N,P,C]` with the fixed-size NMS outputs."""
     if settings.score_threshold < 0:
         raise ValueError("score_threshold must be >= 0 for the nms export (scores are probabilities)")
+    settings = nms_settings(settings, num_priors)
     c1, p = num_classes - 1, num_priors
     k, per_class, k_eff = nms_sizes(p, num_classes, settings)
     m = c1 * k

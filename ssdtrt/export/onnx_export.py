@@ -286,6 +286,13 @@ def export_model(
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file name must end in .onnx")
     settings = postprocess or model.spec.postprocess
+    if mode == "nms":  # the graph's explicit per-class candidate cap (TensorRT limits), recorded in the manifest
+        from ssdtrt.export.nms_graph import nms_settings
+
+        try:
+            settings = nms_settings(settings, model.spec.priors.num_priors)
+        except ValueError as err:
+            raise ExportError(f"{out}: {err}") from err
     proto = export_body(model, mode=mode, batch=batch, dynamic_batch=dynamic_batch, opset=opset)
     if simplify:
         proto = simplify_onnx(proto)

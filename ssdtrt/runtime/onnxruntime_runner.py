@@ -192,6 +192,7 @@ def _postprocess_any(
 ) -> list[Detections]:
     """The numpy postprocess when present (no torch on deployment hosts), else the torch one."""
     kwargs = {k: settings[k] for k in ("score_threshold", "iou_threshold", "topk_candidates", "max_detections", "min_size")}
+    kwargs["candidates_per_class"] = settings.get("candidates_per_class")
     try:
         from ssdtrt.postprocess_numpy import postprocess_numpy
     except ImportError:
