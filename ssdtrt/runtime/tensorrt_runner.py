@@ -124,7 +124,7 @@ class TensorRTRunner(Runner):
         # (samples/python/attention_mdtrt/attention_mdtrt.py: cudart.cudaSetDevice(rank) before building/running).
         self._make_current()
         logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
+        runtime = trt.Runtime(logger)  # keeps the logger alive (pyCore.cpp: py::keep_alive<1, 2>)
         if self.manifest.engine.get("version_compatible"):
             runtime.engine_host_code_allowed = True  # version-compatible plans embed the lean runtime
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -143,6 +143,8 @@ class TensorRTRunner(Runner):
         self._check_io_names()
         # Several contexts of one engine may run concurrently; each new context is assigned optimization profile 0
         # (NvInferRuntime.h, ICudaEngine::createExecutionContext), which serves any batch within the profile.
+        # execute_async_v3 releases the GIL (pyCore.cpp: py::call_guard<py::gil_scoped_release>), so worker threads
+        # of infer_async really enqueue in parallel.
         for _ in range(self.in_flight):
             context = engine.create_execution_context()
             if context is None:
@@ -212,7 +214,8 @@ class TensorRTRunner(Runner):
 
     def _bind(self, context: Any, name: str, ptr: int) -> None:
         """setTensorAddress with both of its conditions checked: 256-byte alignment and a True return
-        (NvInferRuntime.h: returns false when the name is not an I/O tensor; the old address would stay bound)."""
+        (NvInferRuntime.h: returns false when the name is not an I/O tensor; the old address would stay bound;
+        python/src/infer/pyCore.cpp `set_tensor_address` returns that bool to Python)."""
         check_tensor_address(name, ptr)
         if not context.set_tensor_address(name, int(ptr)):
             raise TensorBindingError(f"{self.path}: TensorRT refused the address of tensor {name!r}")
