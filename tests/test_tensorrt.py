@@ -182,7 +182,11 @@ def test_runner_reads_profile_and_checks_manifest_kind(small_raw_onnx: Path, tmp
     plan.write_bytes(b"not an engine")
     dims = {"min": [1, 3, 160, 160], "opt": [4, 3, 160, 160], "max": [8, 3, 160, 160]}
     write_manifest(plan, engine_manifest(small_raw_onnx, profile={"images": dims}))
-    assert TensorRTRunner(plan).max_batch == 8  # larger host batches run in chunks of 8
+    runner = TensorRTRunner(plan, in_flight=3)
+    assert runner.max_batch == 8 and runner.min_batch == 1  # larger host batches run in chunks of 8
+    assert runner.optimal_in_flight() == 3 and runner.describe()["in_flight"] == 3  # one context per slot
+    with pytest.raises(ValueError, match="in_flight"):
+        TensorRTRunner(plan, in_flight=0)
     static = {"min": [2, 3, 160, 160], "opt": [2, 3, 160, 160], "max": [2, 3, 160, 160]}
     write_manifest(plan, engine_manifest(small_raw_onnx, profile={"images": static}))
     assert TensorRTRunner(plan).max_batch is None
