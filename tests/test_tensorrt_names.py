@@ -1,8 +1,10 @@
-"""Every TensorRT name our code calls exists in NVIDIA's real Python bindings of 10.0, 10.16 and 11.4, and every
+"""Every TensorRT name our code calls exists in NVIDIA's real Python bindings of 10.0, 10.16 and 11.4, every call
+passes the parameters NVIDIA's pybind11 definitions (python/src at v10.0.1, v10.16, v11.1) bind, and every
 cuda-python name exists in the installed cuda-bindings — checked without TensorRT or a GPU.
 
 The TensorRT name lists are extracted from the genuine `tensorrt-cuXX-bindings` wheels' `tensorrt.so` string table
-by tests/fixtures/tensorrt_names/extract_names.py (committed; wheel names in each file's first line). Our code is
+by tests/fixtures/tensorrt_names/extract_names.py (committed; wheel names in each file's first line); the signatures
+by extract_signatures.py from the NVIDIA/TensorRT repository at those tags (commit recorded in each file). Our code is
 read with `ast`: every attribute taken from the `tensorrt` module or from a TensorRT object (per-file receivers).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +103,63 @@ def test_every_cuda_python_name_we_call_exists() -> None:
         for part in chain.split("."):
             assert hasattr(obj, part), f"cuda.bindings.runtime has no {chain}"
             obj = getattr(obj, part)
+
+
+# -- arity: our calls against the pybind11 definitions in NVIDIA/TensorRT python/src ------------------------------------
+SIGNATURE_TAGS = ("v10.0.1", "v10.16", "v11.1")
+MUST_CHECK = {"set_timing_cache", "create_timing_cache", "set_tensor_address", "execute_async_v3", "set_input_shape",
+              "set_shape", "deserialize_cuda_engine", "get_engine_information", "create_execution_context",
+              "Runtime.__init__", "OnnxParser.__init__", "Builder.__init__", "Logger.__init__"}
+
+
+def _trt_calls() -> list[tuple[str, str, ast.Call]]:
+    """(file, signature key, call) for calls of TensorRT methods and constructors in our code."""
+    calls = []
+    for path, receivers in TRT_RECEIVERS.items():
+        for node in ast.walk(ast.parse((ROOT / path).read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            base = _dotted(node.func.value)
+            if base in receivers:
+                calls.append((path, node.func.attr, node))
+            elif base == "trt" and node.func.attr[:1].isupper():
+                calls.append((path, f"{node.func.attr}.__init__", node))
+    return calls
+
+
+def _matches(call: ast.Call, variant: dict[str, list[str]]) -> bool:
+    params, optional = variant["params"], set(variant["optional"])
+    keywords = [k.arg for k in call.keywords]
+    n_pos = len(call.args)
+    if n_pos > len(params) or any(k not in params[n_pos:] for k in keywords):
+        return False
+    given = set(params[:n_pos]) | set(keywords)
+    return all(p in given or p in optional for p in params)
+
+
+@pytest.mark.parametrize("tag", SIGNATURE_TAGS)
+def test_every_tensorrt_call_has_the_bound_arity(tag: str) -> None:
+    data = json.loads((FIXTURES / f"signatures-{tag}.json").read_text())
+    assert data["source"].startswith(f"NVIDIA/TensorRT {tag} (")
+    sigs = data["signatures"]
+    checked, wrong = set(), []
+    for path, key, call in _trt_calls():
+        if key not in sigs or any(isinstance(a, ast.Starred) for a in call.args):
+            continue  # bound without named parameters: the name check above covers it
+        checked.add(key)
+        if not any(_matches(call, v) for v in sigs[key]):
+            wrong.append(f"{path}:{call.lineno} {key}({len(call.args)} positional, {[k.arg for k in call.keywords]}) "
+                         f"vs {sigs[key]}")
+    assert not wrong, "\n".join(wrong)
+    assert MUST_CHECK <= checked, f"not checked against {tag}: {sorted(MUST_CHECK - checked)}"
+
+
+def test_arity_check_can_fail() -> None:
+    """The matcher rejects a call that TensorRT would reject (one argument missing, one too many, a wrong keyword)."""
+    variant = {"params": ["cache", "ignore_mismatch"], "optional": []}
+    parse = lambda src: ast.parse(src).body[0].value  # noqa: E731
+    assert _matches(parse("config.set_timing_cache(cache, False)"), variant)
+    assert _matches(parse("config.set_timing_cache(cache, ignore_mismatch=True)"), variant)
+    assert not _matches(parse("config.set_timing_cache(cache)"), variant)
+    assert not _matches(parse("config.set_timing_cache(cache, False, 1)"), variant)
+    assert not _matches(parse("config.set_timing_cache(cache, ignoreMismatch=True)"), variant)
