@@ -163,3 +163,30 @@ def test_arity_check_can_fail() -> None:
     assert not _matches(parse("config.set_timing_cache(cache)"), variant)
     assert not _matches(parse("config.set_timing_cache(cache, False, 1)"), variant)
     assert not _matches(parse("config.set_timing_cache(cache, ignoreMismatch=True)"), variant)
+
+
+def test_every_cuda_python_call_binds_to_its_signature() -> None:
+    """Each `cudart.cudaX(...)` call in our code binds to the installed cuda-bindings' signature of cudaX."""
+    import inspect
+
+    try:
+        cudart = importlib.import_module("cuda.bindings.runtime")
+    except ImportError:
+        pytest.skip("cuda-python (cuda-bindings) is not installed")
+    checked, wrong = set(), []
+    for path in CUDART_FILES:
+        for node in ast.walk(ast.parse((ROOT / path).read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if _dotted(node.func.value) not in ("cudart", "self._cudart") or not node.func.attr.startswith("cuda"):
+                continue
+            fn = getattr(cudart, node.func.attr)
+            if not callable(fn) or isinstance(fn, type):
+                continue
+            try:
+                inspect.signature(fn).bind(*node.args, **{k.arg: k.value for k in node.keywords})
+            except TypeError as err:
+                wrong.append(f"{path}:{node.lineno} {node.func.attr}: {err}")
+            checked.add(node.func.attr)
+    assert not wrong, "\n".join(wrong)
+    assert {"cudaMemcpyAsync", "cudaMallocHost", "cudaSetDevice", "cudaEventElapsedTime", "cudaFreeHost"} <= checked
