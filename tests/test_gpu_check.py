@@ -16,7 +16,8 @@ from ssdtrt.runtime.cuda_buffers import nvidia_driver_present
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu" / "gpu_check.py"
 STEPS = ["pytest-gpu", "postprocess-gpu", "cuda-python-roundtrip", "torch-cuda-detect", "torch-cuda-latency",
-         "tensorrt-export", "tensorrt-build", "tensorrt-parity", "tensorrt-latency", "int8-layer-precisions"]
+         "tensorrt-export", "tensorrt-build", "tensorrt-parity", "tensorrt-streaming", "tensorrt-latency",
+         "int8-layer-precisions"]
 
 
 def _module():  # noqa: ANN202

@@ -13,6 +13,7 @@ synthetic. Steps (each skipped, with the reason, when what it needs is missing, 
   tensorrt-export        raw fp32 / fp16 / int8 (Q/DQ) ONNX exports, dynamic batch
   tensorrt-build         an engine per export (DETAILED profiling verbosity, for the inspector)
   tensorrt-parity        each engine vs ONNX Runtime on the same ONNX
+  tensorrt-streaming     sequential infer vs infer_async with optimal_in_flight() pending (fp16 engine, batch 8)
   tensorrt-latency       `ssdtrt bench latency` of the engines
   int8-layer-precisions  IEngineInspector: the precision each layer of the INT8 engine runs in
 Writes gpu-check.json and gpu-check.md under --out; exit 1 if a step failed (skips are not failures).
@@ -290,6 +291,42 @@ class GpuCheck:
             raise RuntimeError("TensorRT vs ONNX Runtime beyond tolerance: " + "; ".join(bad))
         return rows
 
+    def tensorrt_streaming(self) -> dict[str, Any]:
+        """Sequential `infer` vs `infer_async` with optimal_in_flight() requests pending (one context, stream and pinned
+        buffers per slot): images/s over ~2 s each, and the async outputs equal the sequential ones."""
+        from collections import deque
+
+        from ssdtrt.runtime.tensorrt_runner import TensorRTRunner
+
+        plan = self.state["plans"]["fp16"]
+        x = np.random.default_rng(0).standard_normal((8, 3, *read_input_hw(self.state["onnx"]["fp16"]))).astype(np.float32)
+        feeds = {"images": x}
+        with TensorRTRunner(plan) as runner:
+            want = runner.infer(feeds)
+            got = runner.infer_async(feeds).result(timeout=60)
+            for name in want:
+                if not np.array_equal(got[name], want[name]):
+                    raise RuntimeError(f"infer_async output {name!r} differs from infer")
+            rows = {}
+            for mode in ("sequential", "async"):
+                done, t0 = 0, time.perf_counter()
+                pending: deque[Any] = deque()
+                while time.perf_counter() - t0 < 2.0:
+                    if mode == "sequential":
+                        runner.infer(feeds)
+                        done += 1
+                        continue
+                    while len(pending) < runner.optimal_in_flight():
+                        pending.append(runner.infer_async(feeds))
+                    pending.popleft().result(timeout=60)
+                    done += 1
+                while pending:
+                    pending.popleft().result(timeout=60)
+                    done += 1
+                rows[mode] = {"images_per_s": round(done * len(x) / (time.perf_counter() - t0), 1)}
+            rows["in_flight"] = runner.optimal_in_flight()
+        return {"batch": len(x), "plan": plan.name, **rows}
+
     def tensorrt_latency(self) -> dict[str, Any]:
         return self._bench_latency(list(self.state["plans"].values()), [], "latency-tensorrt")
 
@@ -310,6 +347,7 @@ class GpuCheck:
         self.run("tensorrt-export", self.tensorrt_export, needs=("tensorrt",))
         self.run("tensorrt-build", self.tensorrt_build, needs=("tensorrt",), after=("tensorrt-export",))
         self.run("tensorrt-parity", self.tensorrt_parity, needs=("tensorrt",), after=("tensorrt-build",))
+        self.run("tensorrt-streaming", self.tensorrt_streaming, needs=("tensorrt",), after=("tensorrt-build",))
         self.run("tensorrt-latency", self.tensorrt_latency, needs=("tensorrt",), after=("tensorrt-build",))
         self.run("int8-layer-precisions", self.int8_layer_precisions, needs=("tensorrt",), after=("tensorrt-build",))
 
