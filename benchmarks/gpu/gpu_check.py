@@ -293,7 +293,7 @@ class GpuCheck:
 
     def tensorrt_streaming(self) -> dict[str, Any]:
         """Sequential `infer` vs `infer_async` with optimal_in_flight() requests pending (one context, stream and pinned
-        buffers per slot): images/s over ~2 s each, and the async outputs equal the sequential ones."""
+        buffers per slot): images/s over ~2 s each, and the async outputs match the sequential ones."""
         from collections import deque
 
         from ssdtrt.runtime.tensorrt_runner import TensorRTRunner
@@ -304,8 +304,9 @@ class GpuCheck:
         with TensorRTRunner(plan) as runner:
             want = runner.infer(feeds)
             got = runner.infer_async(feeds).result(timeout=60)
-            for name in want:
-                if not np.array_equal(got[name], want[name]):
+            for name in want:  # same engine and input: equal up to nondeterministic reductions (split-K atomics)
+                scale = max(float(np.max(np.abs(want[name]))), 1e-12)
+                if float(np.max(np.abs(got[name].astype(np.float64) - want[name]))) > 1e-3 * scale:
                     raise RuntimeError(f"infer_async output {name!r} differs from infer")
             rows = {}
             for mode in ("sequential", "async"):
