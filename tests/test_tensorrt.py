@@ -285,11 +285,12 @@ def test_engine_matches_onnxruntime(plan: Path, small_raw_onnx: Path) -> None:
         futures = [trt_runner.infer_async({"images": x}) for _ in range(4)]
         assert trt_runner.optimal_in_flight() == 2
         async_outs = [f.result(timeout=60) for f in futures]
-    np.testing.assert_allclose(chunked["logits"][3:6], out["logits"], atol=1e-5)
+    # other batch sizes may run other (TF32) tactics: same tolerance as against ONNX Runtime
+    np.testing.assert_allclose(chunked["logits"][3:6], out["logits"], atol=2e-3)
     assert single["logits"].shape[0] == 1 and chunked["logits"].shape[0] == 7
-    np.testing.assert_allclose(single["logits"], out["logits"][:1], atol=1e-5)
-    for got in async_outs:
-        np.testing.assert_allclose(got["logits"], out["logits"], atol=1e-5)
+    np.testing.assert_allclose(single["logits"], out["logits"][:1], atol=2e-3)
+    for got in async_outs:  # same batch, same engine, other execution contexts
+        np.testing.assert_allclose(got["logits"], out["logits"], atol=1e-4)
     for name in ("locs", "logits"):
         np.testing.assert_allclose(out[name], expected[name], atol=2e-3)  # TF32 convolutions
 
