@@ -216,7 +216,10 @@ class TensorRTRunner(Runner):
         """setTensorAddress with both of its conditions checked: 256-byte alignment and a True return
         (NvInferRuntime.h: returns false when the name is not an I/O tensor; the old address would stay bound;
         python/src/infer/pyCore.cpp `set_tensor_address` returns that bool to Python)."""
-        check_tensor_address(name, ptr)
+        try:
+            check_tensor_address(name, ptr)
+        except TensorBindingError as err:
+            raise TensorBindingError(f"{self.path}: {err}") from None
         if not context.set_tensor_address(name, int(ptr)):
             raise TensorBindingError(f"{self.path}: TensorRT refused the address of tensor {name!r}")
 
