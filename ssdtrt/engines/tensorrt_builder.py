@@ -36,13 +36,15 @@ def make_device_current(device_index: int) -> None:
     from ssdtrt.runtime.cuda_buffers import import_cudart, set_device
 
     try:
-        cudart = import_cudart()
-    except BackendUnavailableError:
-        import torch  # gpu_info() has already found torch with CUDA when cuda-python is missing
-
+        set_device(import_cudart(), device_index)
+    except BackendUnavailableError as err:  # no cuda-python, or one built for another CUDA major than the driver
+        try:
+            import torch
+        except ImportError:
+            raise err from None
+        if not torch.cuda.is_available():
+            raise
         torch.cuda.set_device(device_index)
-        return
-    set_device(cudart, device_index)
 
 
 def attach_timing_cache(config: Any, cache_path: Path | None) -> tuple[Any, str]:

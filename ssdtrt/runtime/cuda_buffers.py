@@ -117,31 +117,38 @@ class GpuInfo:
 
 
 def gpu_info(device_index: int = 0) -> GpuInfo:
-    """Name and compute capability of a GPU via cuda-python, else via torch; BackendUnavailableError if none."""
+    """Name and compute capability of a GPU via cuda-python, else via torch; BackendUnavailableError if none.
+
+    A cuda-python that cannot talk to this driver (cudaErrorInsufficientDriver) does not hide a GPU torch can see
+    (buffers="torch" needs no cuda-python); when neither works, cuda-python's one-line reason is raised.
+    """
     if not nvidia_driver_present():
         raise BackendUnavailableError("no NVIDIA GPU / driver on this machine (TensorRT needs a CUDA GPU)")
+    cuda_python_problem: BackendUnavailableError | None = None
     try:
-        cudart = import_cudart()
-    except BackendUnavailableError:
-        cudart = None
-    if cudart is not None:
-        try:
-            count = cuda_call(cudart, cudart.cudaGetDeviceCount())  # BackendUnavailableError names a driver mismatch
-        except CudaError as err:
-            raise BackendUnavailableError(f"CUDA cannot see a GPU ({err})") from err
-        if device_index >= count:
-            raise BackendUnavailableError(f"GPU {device_index} requested but CUDA sees {count}")
-        prop = cuda_call(cudart, cudart.cudaGetDeviceProperties(device_index))
-        name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
-        return GpuInfo(device_index, name, f"{prop.major}.{prop.minor}")
+        return _gpu_info_cudart(import_cudart(), device_index)
+    except BackendUnavailableError as err:
+        cuda_python_problem = err
     try:
         import torch
-    except ImportError as err:
-        raise BackendUnavailableError(f"cuda-python is not installed: {TRT_INSTALL_HINT}") from err
+    except ImportError:
+        raise cuda_python_problem from None
     if not torch.cuda.is_available() or device_index >= torch.cuda.device_count():
-        raise BackendUnavailableError("torch sees no CUDA GPU")
+        raise cuda_python_problem
     major, minor = torch.cuda.get_device_capability(device_index)
     return GpuInfo(device_index, torch.cuda.get_device_name(device_index), f"{major}.{minor}")
+
+
+def _gpu_info_cudart(cudart: Any, device_index: int) -> GpuInfo:
+    try:
+        count = cuda_call(cudart, cudart.cudaGetDeviceCount())  # BackendUnavailableError names a driver mismatch
+    except CudaError as err:
+        raise BackendUnavailableError(f"CUDA cannot see a GPU ({err})") from err
+    if device_index >= count:
+        raise BackendUnavailableError(f"GPU {device_index} requested but CUDA sees {count}")
+    prop = cuda_call(cudart, cudart.cudaGetDeviceProperties(device_index))
+    name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
+    return GpuInfo(device_index, name, f"{prop.major}.{prop.minor}")
 
 
 class DeviceBuffer:
