@@ -120,6 +120,10 @@ def test_real_cuda_python_without_a_driver_raises_one_line() -> None:
     assert info.value.exit_code == 2
     message = str(info.value)
     assert "\n" not in message and "cudaErrorInsufficientDriver" in message and "driver" in message
+    from ssdtrt.engines.tensorrt_builder import make_device_current
+
+    with pytest.raises(BackendUnavailableError, match="cudaErrorInsufficientDriver"):
+        make_device_current(0)  # the builder's cudaSetDevice: same line, torch has no GPU to fall back on either
 
 
 def test_artifact_pair_is_written_whole_or_not_at_all(small_raw_onnx: Path, tmp_path: Path) -> None:
