@@ -24,6 +24,7 @@ VERSIONS = ("10.0.1", "10.16.1.11", "11.4.0.106")
 # file -> expressions that hold TensorRT objects there (besides the `trt` module itself)
 TRT_RECEIVERS = {
     "ssdtrt/runtime/tensorrt_runner.py": {"self._trt", "runtime", "engine", "self._engine", "context", "slot.context"},
+    "ssdtrt/runtime/tensorrt_torch.py": {"slot.context"},
     "ssdtrt/engines/tensorrt_builder.py": {"builder", "network", "parser", "config", "profile", "tensor", "err", "cache"},
     "ssdtrt/engines/tensorrt_inspect.py": {"runtime", "engine", "inspector"},
 }

@@ -33,6 +33,7 @@ from ssdtrt.runtime.tensorrt_rules import (  # noqa: F401  (check_engine_compati
     check_tensor_address,
     plan_batch_chunks,
 )
+from ssdtrt.runtime.tensorrt_torch import TorchBuffersMixin, import_torch_cuda
 
 BUFFER_KINDS = ("cuda-python", "torch")
 PLAN_SUFFIXES = (".plan", ".engine")
@@ -60,7 +61,7 @@ class _Slot:
     pinned: dict[str, Any] = field(default_factory=dict)  # name -> PinnedHostBuffer
 
 
-class TensorRTRunner(Runner):
+class TensorRTRunner(TorchBuffersMixin, Runner):
     """One deserialized TensorRT engine on one GPU, with `in_flight` execution contexts for overlapping requests."""
 
     backend = "tensorrt"
@@ -117,7 +118,7 @@ class TensorRTRunner(Runner):
 
             self._cudart = import_cudart()
         else:
-            self._torch = _import_torch_cuda()
+            self._torch = import_torch_cuda()
         self.gpu = gpu_info(self.device_index)
         check_engine_compatibility(self.manifest, trt.__version__, self.gpu, where=str(self.path))
         # Deserialization, contexts, streams and cudaMalloc all act on the current device: make GPU N current first
@@ -326,71 +327,6 @@ class TensorRTRunner(Runner):
             for event in events:
                 event.destroy()
 
-    def _run_torch_host(self, slot: _Slot, feeds: dict[str, np.ndarray], timing: dict[str, float] | None) -> dict[str, np.ndarray]:
-        torch = self._torch
-        dev = torch.device(f"cuda:{self.device_index}")
-        current = torch.cuda.current_stream(dev)
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if timing is not None else []
-        if events:
-            events[0].record(current)  # on GPU N's stream, not the calling thread's current device
-        inputs = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in feeds.items()}
-        if events:
-            events[1].record(current)
-        out = self._run_torch(slot, inputs)
-        if events:
-            events[2].record(current)
-        host = {k: v.cpu().numpy() for k, v in out.items()}
-        if events:
-            events[3].record(current)
-            events[3].synchronize()
-            for stage, (a, b) in zip(("h2d", "inference", "d2h"), zip(events, events[1:])):
-                timing[stage] += a.elapsed_time(b)  # type: ignore[index]
-        return host
-
-    def infer_torch(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        """CUDA tensors in, CUDA tensors out (allocated by torch): GPU postprocess reads the engine's outputs directly.
-
-        Works in ordered fashion with torch's current stream: the engine's stream waits for it before running and
-        the current stream waits for the engine afterwards, so callers need no extra synchronization.
-        """
-        if self.buffers != "torch":
-            raise ValueError("infer_torch needs a runner created with buffers='torch'")
-        if not self.is_active:
-            self.activate()
-        slot = self._acquire()
-        try:
-            return self._run_torch(slot, feeds)
-        finally:
-            self._free.put(slot)
-
-    def _run_torch(self, slot: _Slot, feeds: dict[str, Any]) -> dict[str, Any]:
-        torch = self._torch
-        dev = torch.device(f"cuda:{self.device_index}")
-        to_torch = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
-                    np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64, np.dtype(np.int8): torch.int8,
-                    np.dtype(np.bool_): torch.bool, np.dtype(np.uint8): torch.uint8}
-        inputs = {}
-        for n, (inp, dt) in self._io.items():
-            if inp:
-                t = feeds[n].to(device=dev, dtype=to_torch[dt]).contiguous()
-                # a view with a storage offset can miss TensorRT's 256-byte alignment: a fresh allocation has it
-                inputs[n] = t.clone() if t.data_ptr() % 256 else t
-        self._set_input_shapes(slot.context, {n: tuple(t.shape) for n, t in inputs.items()})
-        outputs = {
-            n: torch.empty(self._output_shape(slot.context, n), dtype=to_torch[dt], device=dev)
-            for n, (inp, dt) in self._io.items() if not inp
-        }
-        for name, tensor in {**inputs, **outputs}.items():
-            self._bind(slot.context, name, tensor.data_ptr())
-        current = torch.cuda.current_stream(dev)
-        slot.stream.wait_stream(current)
-        if not slot.context.execute_async_v3(slot.stream.cuda_stream):
-            raise BackendUnavailableError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
-        current.wait_stream(slot.stream)
-        for tensor in (*inputs.values(), *outputs.values()):
-            tensor.record_stream(slot.stream)  # the caching allocator must not reuse them before the engine is done
-        return outputs
-
     # -- metadata --------------------------------------------------------------------------------------------------
     @property
     def input_names(self) -> list[str]:
@@ -423,13 +359,3 @@ class TensorRTRunner(Runner):
             info["tensorrt_version"] = self._trt.__version__
         info["built_with"] = {k: self.manifest.engine.get(k) for k in ("tensorrt_version", "gpu_name", "compute_capability")}
         return info
-
-
-def _import_torch_cuda() -> Any:
-    try:
-        import torch
-    except ImportError as err:
-        raise BackendUnavailableError("buffers='torch' needs PyTorch with CUDA (or use buffers='cuda-python')") from err
-    if not torch.cuda.is_available():
-        raise BackendUnavailableError("buffers='torch' needs a CUDA GPU, torch sees none")
-    return torch
