@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint-code clean
+.PHONY: venv demo test lint-code clean gpu-check
 
 venv: $(VENV)/.stamp
 
@@ -18,6 +18,11 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Everything that needs CUDA / TensorRT, in <= 8 min, no internet; writes benchmarks/gpu/gpu-check.{json,md}.
+# Uses ./.venv when present (no install step: GPU boxes may be offline), else $(PYTHON).
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) benchmarks/gpu/gpu_check.py --out benchmarks/gpu
 
 clean:
 	rm -rf runs export/*.onnx export/*.json engines/* .pytest_cache

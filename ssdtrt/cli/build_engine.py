@@ -46,7 +46,11 @@ def build_engine_cmd(
         Optional[Path], typer.Option("--timing-cache", help="TensorRT timing cache file (read if present, then saved).")  # noqa: UP007
     ] = None,
     version_compatible: Annotated[
-        bool, typer.Option("--version-compatible", help="TensorRT: plan loadable by newer TensorRT of the same major.")
+        bool, typer.Option("--version-compatible", help="TensorRT: plan loadable by newer TensorRT (same major; 10.x plans also by 11.x).")
+    ] = False,
+    gpu: Annotated[int, typer.Option("--gpu", help="TensorRT: index of the GPU to build on (and recorded).")] = 0,
+    detailed_profile: Annotated[
+        bool, typer.Option("--detailed-profile", help="TensorRT: keep per-layer details (precisions) for IEngineInspector.")
     ] = False,
     precision: Annotated[
         OVPrecision, typer.Option("--precision", help="OpenVINO inference precision for fp32 graphs: f32 or bf16.")
@@ -60,11 +64,18 @@ def build_engine_cmd(
     if backend is EngineBackend.tensorrt:
         from ssdtrt.engines.tensorrt_builder import build_tensorrt
 
-        with con.status(f"building a TensorRT engine from {model} (minutes for large models)"):
+        import warnings
+
+        with con.status(f"building a TensorRT engine from {model} (minutes for large models)"), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             result = build_tensorrt(
                 model, out, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mb=workspace_mb,
-                timing_cache=timing_cache, version_compatible=version_compatible,
+                timing_cache=timing_cache, version_compatible=version_compatible, device_index=gpu,
+                detailed_profile=detailed_profile,
             )
+        for warning in caught:  # e.g. a timing cache from another GPU: one line each, the build went on
+            console(stderr=True).print(f"[yellow]warning:[/] {warning.message}")
         eng = result.manifest.engine
         con.print(
             f"wrote {result.engine_path} ({eng['plan_bytes'] / 1e6:.1f} MB, {result.manifest.precision}, TensorRT "

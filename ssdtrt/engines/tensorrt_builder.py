@@ -10,18 +10,86 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ssdtrt.engines.artifact_pair import write_artifact_pair
 from ssdtrt.engines.openvino_builder import EngineBuildResult, engine_out_path, read_onnx_manifest
-from ssdtrt.errors import EngineBuildError
+from ssdtrt.errors import BackendUnavailableError, EngineBuildError
 from ssdtrt.fileio import atomic_write_bytes, sha256_file
-from ssdtrt.manifest import Manifest, tool_versions, write_manifest
+from ssdtrt.manifest import Manifest, tool_versions
 from ssdtrt.runtime.cuda_buffers import gpu_info
 from ssdtrt.runtime.tensorrt_runner import import_tensorrt
 
 MAX_PARSER_ERRORS_SHOWN = 20
+
+
+class TimingCacheWarning(UserWarning):
+    """A timing cache that could not be used or saved; the engine is built (and written) regardless."""
+
+
+def make_device_current(device_index: int) -> None:
+    """cudaSetDevice(device_index) before the builder touches CUDA, so the plan is built on the GPU the manifest
+    names (samples/python/attention_mdtrt/attention_mdtrt.py: `cudart.cudaSetDevice(rank)` first)."""
+    from ssdtrt.runtime.cuda_buffers import import_cudart, set_device
+
+    try:
+        set_device(import_cudart(), device_index)
+    except BackendUnavailableError as err:  # no cuda-python, or one built for another CUDA major than the driver
+        try:
+            import torch
+        except ImportError:
+            raise err from None
+        if not torch.cuda.is_available():
+            raise
+        torch.cuda.set_device(device_index)
+
+
+def attach_timing_cache(config: Any, cache_path: Path | None) -> tuple[Any, str]:
+    """Attach a saved timing cache, or a fresh one when it is missing or from another GPU/TensorRT; (cache, status).
+
+    NvInfer.h IBuilderConfig::setTimingCache returns false when the cache's device properties differ from this
+    GPU's; ignoreMismatch=False keeps such a cache out (it "may lead to functional/performance bugs"), so it is
+    replaced by an empty cache with a warning. The returned cache must stay alive until the build ends (NvInfer.h).
+    """
+    blob = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
+    try:
+        cache = config.create_timing_cache(blob)
+    except (RuntimeError, TypeError, ValueError):
+        cache = None
+    if cache is not None and config.set_timing_cache(cache, False):
+        return cache, "loaded" if blob else "new"
+    if blob:
+        warnings.warn(
+            f"{cache_path}: timing cache from another GPU or TensorRT version (or corrupt); not used, a new one will "
+            "replace it",
+            TimingCacheWarning,
+            stacklevel=3,
+        )
+        cache = config.create_timing_cache(b"")
+        if cache is not None and config.set_timing_cache(cache, False):
+            return cache, "replaced"
+    warnings.warn("TensorRT refused a new timing cache; building without one", TimingCacheWarning, stacklevel=3)
+    return None, "none"
+
+
+def save_timing_cache(config: Any, cache_path: Path) -> bool:
+    """Serialize the builder's timing cache to `cache_path`; a warning (never an exception) when it cannot.
+
+    `get_timing_cache()` may return None (Polygraphy backend/trt/loader.py guards it with `if timing_cache:`).
+    """
+    cache = config.get_timing_cache()
+    if not cache:
+        warnings.warn(f"{cache_path}: TensorRT has no timing cache to save", TimingCacheWarning, stacklevel=3)
+        return False
+    try:
+        atomic_write_bytes(cache_path, bytes(memoryview(cache.serialize())))
+    except (OSError, RuntimeError, TypeError, ValueError) as err:
+        warnings.warn(f"{cache_path}: timing cache not saved ({err})", TimingCacheWarning, stacklevel=3)
+        return False
+    return True
 
 
 def batch_profile(min_batch: int, opt_batch: int | None, max_batch: int | None) -> tuple[int, int, int]:
@@ -63,13 +131,19 @@ def build_tensorrt(
     timing_cache: str | os.PathLike[str] | None = None,
     version_compatible: bool = False,
     device_index: int = 0,
+    detailed_profile: bool = False,
     verbose: bool = False,
 ) -> EngineBuildResult:
-    """Build a `.plan` from an exported ONNX on this machine's GPU; the manifest records how and where."""
+    """Build a `.plan` from an exported ONNX on GPU `device_index`; the manifest records how and where.
+
+    The plan and its manifest are written together (both or neither); the timing cache after them, best effort.
+    detailed_profile=True records layer parameters and precisions for IEngineInspector (ProfilingVerbosity.DETAILED).
+    """
     trt = import_tensorrt()  # first: a host without TensorRT gets the install hint, whatever else is missing
     gpu = gpu_info(device_index)
     onnx_path, src = read_onnx_manifest(onnx_path)
     dest = engine_out_path(out, onnx_path, ".plan")
+    make_device_current(device_index)
 
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -90,21 +164,19 @@ def build_tensorrt(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if detailed_profile:  # IEngineInspector reports layer precisions only for DETAILED engines (NvInferRuntime.h)
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     profile_record = _add_batch_profile(builder, network, config, min_batch, opt_batch, max_batch)
 
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    cache_blob = cache_path.read_bytes() if cache_path is not None and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_blob)
-    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is not used silently
+    cache, cache_status = attach_timing_cache(config, cache_path) if cache_path is not None else (None, "off")
 
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     build_s = time.perf_counter() - start
     if serialized is None:
         raise EngineBuildError(f"{onnx_path}: TensorRT could not build an engine (see the TensorRT log above)")
-    atomic_write_bytes(dest, bytes(memoryview(serialized)))
-    if cache_path is not None:
-        atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    plan = bytes(memoryview(serialized))
 
     manifest = engine_manifest(
         src,
@@ -121,12 +193,17 @@ def build_tensorrt(
             "profile": profile_record,
             "workspace_mb": workspace_mb,
             "timing_cache": str(cache_path) if cache_path is not None else None,
+            "timing_cache_status": cache_status,
+            "profiling_verbosity": "detailed" if detailed_profile else "layer_names_only",
+            "device_index": int(device_index),
             "build_seconds": round(build_s, 2),
-            "plan_bytes": dest.stat().st_size,
+            "plan_bytes": len(plan),
         },
-        tools=tool_versions("tensorrt", "cuda-python"),
+        tools=tool_versions("tensorrt", "cuda-bindings", "cuda-python"),
     )
-    manifest_path = write_manifest(dest, manifest)
+    manifest_path = write_artifact_pair(dest, plan, manifest)
+    if cache_path is not None and cache is not None:
+        save_timing_cache(config, cache_path)
     return EngineBuildResult(dest, manifest_path, manifest, {"build_seconds": build_s, "gpu": gpu.name})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -68,6 +69,19 @@ class Runner(abc.ABC):
         start = time.perf_counter()
         outputs = self.infer(feeds)
         return outputs, {"inference": (time.perf_counter() - start) * 1e3}
+
+    def optimal_in_flight(self) -> int:
+        """How many `infer_async` requests are worth keeping in flight (1: no overlap by default)."""
+        return 1
+
+    def infer_async(self, feeds: dict[str, np.ndarray]) -> Future[dict[str, np.ndarray]]:
+        """`infer` as a Future (default: computed now, in the caller's thread; backends that overlap override it)."""
+        future: Future[dict[str, np.ndarray]] = Future()
+        try:
+            future.set_result(self.infer(feeds))
+        except Exception as err:  # noqa: BLE001  (delivered through the future, as an executor would)
+            future.set_exception(err)
+        return future
 
     @abc.abstractmethod
     def _activate(self) -> None: ...

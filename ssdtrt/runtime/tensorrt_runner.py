@@ -1,18 +1,23 @@
-"""TensorRT runner (10.x / 11.x API): a serialized `.plan` + its manifest, I/O by tensor name, a non-default stream.
+"""TensorRT runner (10.x / 11.x API): a serialized `.plan` + its manifest, I/O by tensor name, non-default streams.
 
-    with TensorRTRunner("engines/model.plan") as runner:                 # cuda-python device buffers, no torch
+    with TensorRTRunner("engines/model.plan") as runner:                 # cuda-python buffers, no torch
         outputs = runner.infer({"images": batch})
+        futures = [runner.infer_async({"images": b}) for b in batches]   # up to optimal_in_flight() overlap
     with TensorRTRunner("engines/model.plan", buffers="torch") as runner:
         heads = runner.infer_torch({"images": cuda_batch})                # CUDA tensors in and out: zero copies
 
-Before deserializing, the manifest's TensorRT version and GPU are checked against this host: a plan runs only on the
-TensorRT version and GPU architecture it was built for unless built version-compatible (then a same-major, newer
-TensorRT may run it) or with a hardware compatibility level.
+Before deserializing, the manifest's TensorRT version and GPU are checked against this host (tensorrt_rules.py).
+Every in-flight slot owns one execution context, one CUDA stream, device buffers and pinned host buffers, so
+batches on different slots overlap copies and compute. GPU `device_index` is made current before anything touches
+CUDA, in every thread that does.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +27,17 @@ from ssdtrt.errors import BackendUnavailableError, IncompatibleEngineError, Mani
 from ssdtrt.manifest import Manifest, read_manifest
 from ssdtrt.runtime.base import Runner, TensorMeta
 from ssdtrt.runtime.cuda_buffers import TRT_INSTALL_HINT, GpuInfo, gpu_info
+from ssdtrt.runtime.tensorrt_rules import (  # noqa: F401  (check_engine_compatibility: re-exported)
+    TensorBindingError,
+    check_engine_compatibility,
+    check_tensor_address,
+    plan_batch_chunks,
+)
+from ssdtrt.runtime.tensorrt_torch import TorchBuffersMixin, import_torch_cuda
 
 BUFFER_KINDS = ("cuda-python", "torch")
 PLAN_SUFFIXES = (".plan", ".engine")
+DEFAULT_IN_FLIGHT = 2  # one slot copying while the other computes
 
 
 def import_tensorrt() -> Any:
@@ -38,45 +51,18 @@ def import_tensorrt() -> Any:
     return trt
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts: list[int] = []
-    for piece in str(version).split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
+@dataclass
+class _Slot:
+    """What one in-flight inference owns: an execution context, a stream and its buffers (reused call to call)."""
+
+    context: Any
+    stream: Any  # cuda_buffers.CudaStream, or torch.cuda.Stream with buffers="torch"
+    device: dict[str, Any] = field(default_factory=dict)  # name -> DeviceBuffer
+    pinned: dict[str, Any] = field(default_factory=dict)  # name -> PinnedHostBuffer
 
 
-def check_engine_compatibility(manifest: Manifest, trt_version: str, gpu: GpuInfo, where: str = "engine") -> None:
-    """Raise IncompatibleEngineError when this TensorRT version or GPU cannot run the engine the manifest describes."""
-    eng = manifest.engine
-    built = str(eng.get("tensorrt_version", ""))
-    if not built:
-        raise ManifestError(f"{where}: the manifest records no TensorRT version (not built by `ssdtrt build-engine`?)")
-    built_gpu = f"{eng.get('gpu_name', '?')} (compute capability {eng.get('compute_capability', '?')})"
-    rebuild = "rebuild it on this machine with `ssdtrt build-engine`"
-    b, r = _version_tuple(built), _version_tuple(trt_version)
-    if eng.get("version_compatible"):
-        if r[0] != b[0] or r < b:
-            raise IncompatibleEngineError(
-                f"{where}: built version-compatible with TensorRT {built}; it runs on TensorRT {b[0]}.x >= {built}, "
-                f"this host has {trt_version} — {rebuild}"
-            )
-    elif r != b:
-        raise IncompatibleEngineError(
-            f"{where}: built with TensorRT {built} on {built_gpu}, this host has TensorRT {trt_version} — {rebuild} "
-            "(or build with --version-compatible)"
-        )
-    level = str(eng.get("hardware_compatibility_level", "") or "").upper()
-    built_cc = str(eng.get("compute_capability", ""))
-    if built_cc and built_cc != gpu.compute_capability and level in ("", "NONE"):
-        raise IncompatibleEngineError(
-            f"{where}: built for {built_gpu}, this GPU is {gpu.name} (compute capability {gpu.compute_capability}) — "
-            f"{rebuild}"
-        )
-
-
-class TensorRTRunner(Runner):
-    """One deserialized TensorRT engine and execution context on one GPU."""
+class TensorRTRunner(TorchBuffersMixin, Runner):
+    """One deserialized TensorRT engine on one GPU, with `in_flight` execution contexts for overlapping requests."""
 
     backend = "tensorrt"
 
@@ -86,6 +72,7 @@ class TensorRTRunner(Runner):
         *,
         buffers: str = "cuda-python",
         device_index: int = 0,
+        in_flight: int = DEFAULT_IN_FLIGHT,
         manifest: Manifest | None = None,
     ) -> None:
         self.path = Path(plan_path)
@@ -95,39 +82,50 @@ class TensorRTRunner(Runner):
             raise ManifestError(f"{self.path}: no such engine file")
         if buffers not in BUFFER_KINDS:
             raise ValueError(f"buffers must be one of {BUFFER_KINDS}, not {buffers!r}")
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be >= 1, not {in_flight}")
         super().__init__(manifest if manifest is not None else read_manifest(self.path))
         if self.manifest.kind != "tensorrt":
             raise ManifestError(f"{self.path}: its manifest describes a {self.manifest.kind!r} artifact, not a TensorRT engine")
         self.buffers = buffers
-        self.device_index = device_index
+        self.device_index = int(device_index)
+        self.in_flight = int(in_flight)
         self.gpu: GpuInfo | None = None
         self._trt: Any = None
         self._cudart: Any = None
+        self._torch: Any = None
         self._engine: Any = None
-        self._context: Any = None
         self._runtime: Any = None
-        self._stream: Any = None
-        self._device_buffers: dict[str, Any] = {}
+        self._slots: list[_Slot] = []
+        self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
+        self._executor: ThreadPoolExecutor | None = None
         self._io: dict[str, tuple[bool, np.dtype]] = {}  # name -> (is_input, dtype)
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
+    def _make_current(self) -> None:
+        """cudaSetDevice(device_index) for the calling thread (the current device is per thread)."""
+        if self.buffers == "cuda-python":
+            from ssdtrt.runtime.cuda_buffers import set_device
+
+            set_device(self._cudart, self.device_index)
+        else:
+            self._torch.cuda.set_device(self.device_index)
+
     def _activate(self) -> None:
         trt = import_tensorrt()
         if self.buffers == "cuda-python":
-            from ssdtrt.runtime.cuda_buffers import CudaStream, import_cudart
+            from ssdtrt.runtime.cuda_buffers import import_cudart
 
-            cudart = import_cudart()
-            self.gpu = gpu_info(self.device_index)
-            self._cudart = cudart
-            stream_factory = lambda: CudaStream(cudart)  # noqa: E731
+            self._cudart = import_cudart()
         else:
-            torch = _import_torch_cuda()
-            self.gpu = gpu_info(self.device_index)
-            torch.cuda.set_device(self.device_index)
-            stream_factory = lambda: torch.cuda.Stream(device=self.device_index)  # noqa: E731
+            self._torch = import_torch_cuda()
+        self.gpu = gpu_info(self.device_index)
         check_engine_compatibility(self.manifest, trt.__version__, self.gpu, where=str(self.path))
+        # Deserialization, contexts, streams and cudaMalloc all act on the current device: make GPU N current first
+        # (samples/python/attention_mdtrt/attention_mdtrt.py: cudart.cudaSetDevice(rank) before building/running).
+        self._make_current()
         logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
+        runtime = trt.Runtime(logger)  # keeps the logger alive (pyCore.cpp: py::keep_alive<1, 2>)
         if self.manifest.engine.get("version_compatible"):
             runtime.engine_host_code_allowed = True  # version-compatible plans embed the lean runtime
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -137,17 +135,31 @@ class TensorRTRunner(Runner):
                 f"TensorRT/GPU: manifest says TensorRT {self.manifest.engine.get('tensorrt_version')} on "
                 f"{self.manifest.engine.get('gpu_name')}) — rebuild it with `ssdtrt build-engine`"
             )
-        context = engine.create_execution_context()
-        if context is None:
-            raise BackendUnavailableError(f"{self.path}: TensorRT could not create an execution context (GPU memory?)")
-        self._trt, self._runtime, self._engine, self._context = trt, runtime, engine, context
+        self._trt, self._runtime, self._engine = trt, runtime, engine
         self._io = {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             self._io[name] = (is_input, np.dtype(trt.nptype(engine.get_tensor_dtype(name))))
         self._check_io_names()
-        self._stream = stream_factory()
+        # Several contexts of one engine may run concurrently; each new context is assigned optimization profile 0
+        # (NvInferRuntime.h, ICudaEngine::createExecutionContext), which serves any batch within the profile.
+        # execute_async_v3 releases the GIL (pyCore.cpp: py::call_guard<py::gil_scoped_release>), so worker threads
+        # of infer_async really enqueue in parallel.
+        for _ in range(self.in_flight):
+            context = engine.create_execution_context()
+            if context is None:
+                raise BackendUnavailableError(f"{self.path}: TensorRT could not create an execution context (GPU memory?)")
+            slot = _Slot(context, self._new_stream())
+            self._slots.append(slot)
+            self._free.put(slot)
+
+    def _new_stream(self) -> Any:
+        if self.buffers == "cuda-python":
+            from ssdtrt.runtime.cuda_buffers import CudaStream
+
+            return CudaStream(self._cudart)
+        return self._torch.cuda.Stream(device=self.device_index)
 
     def _check_io_names(self) -> None:
         engine_names = set(self._io)
@@ -156,41 +168,79 @@ class TensorRTRunner(Runner):
             raise ManifestError(f"{self.path}: engine tensors {sorted(engine_names)} disagree with the manifest's {sorted(manifest_names)}")
 
     def _deactivate(self) -> None:
-        for buf in self._device_buffers.values():
-            buf.free()
-        self._device_buffers = {}
-        if self.buffers == "cuda-python" and self._stream is not None:
-            self._stream.destroy()
-        self._stream = None
-        self._context = None  # the context before the engine, the engine before the runtime
-        self._engine = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)  # in-flight requests finish before their buffers go
+            self._executor = None
+        if self._slots:
+            self._make_current()
+        for slot in self._slots:
+            for buf in (*slot.device.values(), *slot.pinned.values()):
+                buf.free()
+            if self.buffers == "cuda-python":
+                slot.stream.destroy()
+        self._slots = []
+        self._free = queue.SimpleQueue()
+        self._engine = None  # contexts went with the slots; the engine before the runtime
         self._runtime = None
 
+    # -- streaming -------------------------------------------------------------------------------------------------
+    def optimal_in_flight(self) -> int:
+        """Requests worth keeping in flight: one per execution context (copies of one overlap compute of another)."""
+        return self.in_flight
+
+    def infer_async(self, feeds: dict[str, np.ndarray]) -> Future[dict[str, np.ndarray]]:
+        """`infer` on a free slot in a worker thread; at most `optimal_in_flight()` run at once, the rest queue."""
+        if not self.is_active:
+            self.activate()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="ssdtrt-trt")
+        return self._executor.submit(self._infer, feeds)
+
     # -- inference -------------------------------------------------------------------------------------------------
-    def _set_input_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
+    def _set_input_shapes(self, context: Any, shapes: dict[str, tuple[int, ...]]) -> None:
         for name, (is_input, _) in self._io.items():
             if not is_input:
                 continue
             if name not in shapes:
                 raise KeyError(f"missing input {name!r} (the engine takes {self.input_names})")
-            if not self._context.set_input_shape(name, tuple(int(d) for d in shapes[name])):
+            if not context.set_input_shape(name, tuple(int(d) for d in shapes[name])):
                 profile = self.manifest.engine.get("profile", {}).get(name)
                 raise ValueError(f"input {name!r} shape {tuple(shapes[name])} is outside the engine's profile {profile}")
 
-    def _output_shape(self, name: str) -> tuple[int, ...]:
-        shape = tuple(int(d) for d in self._context.get_tensor_shape(name))
+    def _output_shape(self, context: Any, name: str) -> tuple[int, ...]:
+        shape = tuple(int(d) for d in context.get_tensor_shape(name))
         if any(d < 0 for d in shape):
             raise ManifestError(f"{self.path}: output {name!r} has a data-dependent shape {shape}; export fixed-size outputs")
         return shape
 
+    def _bind(self, context: Any, name: str, ptr: int) -> None:
+        """setTensorAddress with both of its conditions checked: 256-byte alignment and a True return
+        (NvInferRuntime.h: returns false when the name is not an I/O tensor; the old address would stay bound;
+        python/src/infer/pyCore.cpp `set_tensor_address` returns that bool to Python)."""
+        try:
+            check_tensor_address(name, ptr)
+        except TensorBindingError as err:
+            raise TensorBindingError(f"{self.path}: {err}") from None
+        if not context.set_tensor_address(name, int(ptr)):
+            raise TensorBindingError(f"{self.path}: TensorRT refused the address of tensor {name!r}")
+
+    def _dynamic_profiles(self) -> list[dict[str, Any]]:
+        return [p for p in self.manifest.engine.get("profile", {}).values() if p["min"] != p["max"]]
+
     @property
     def max_batch(self) -> int | None:
         """The largest batch of the engine's optimization profile (None: static batch or no profile recorded)."""
-        maxima = [int(p["max"][0]) for p in self.manifest.engine.get("profile", {}).values() if p["min"] != p["max"]]
+        maxima = [int(p["max"][0]) for p in self._dynamic_profiles()]
         return min(maxima) if maxima else None
 
+    @property
+    def min_batch(self) -> int | None:
+        """The smallest batch of the engine's optimization profile (None: static batch or no profile recorded)."""
+        minima = [int(p["min"][0]) for p in self._dynamic_profiles()]
+        return max(minima) if minima else None
+
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Host arrays in and out; a batch above the profile's maximum runs in chunks of that maximum."""
+        """Host arrays in and out; a batch above the profile's maximum runs in chunks, one below its minimum padded."""
         return self._infer_chunks(feeds, None)
 
     def infer_timed(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -200,108 +250,82 @@ class TensorRTRunner(Runner):
         timing = {"h2d": 0.0, "inference": 0.0, "d2h": 0.0}
         return self._infer_chunks(feeds, timing), timing
 
+    def _acquire(self) -> _Slot:
+        slot = self._free.get()  # blocks while every slot is busy
+        self._make_current()
+        return slot
+
     def _infer_chunks(self, feeds: dict[str, np.ndarray], timing: dict[str, float] | None) -> dict[str, np.ndarray]:
-        limit = self.max_batch
         n = int(next(iter(feeds.values())).shape[0]) if feeds else 0
-        if limit is None or n <= limit:
-            return self._infer_once(feeds, timing)
-        parts = [self._infer_once({k: v[s : s + limit] for k, v in feeds.items()}, timing) for s in range(0, n, limit)]
+        if self.max_batch is None:
+            chunks = None  # static batch: the engine's own shape check decides
+        else:
+            chunks = plan_batch_chunks(n, self.min_batch, self.max_batch)
+        slot = self._acquire()
+        try:
+            if not chunks:
+                return self._run(slot, feeds, timing)
+            parts = []
+            for c in chunks:
+                part = {k: np.asarray(v)[c.start : c.stop] for k, v in feeds.items()}
+                if c.pad:  # below the profile minimum: repeat the last row, drop its outputs
+                    part = {k: np.concatenate([v, np.repeat(v[-1:], c.pad, axis=0)]) for k, v in part.items()}
+                out = self._run(slot, part, timing)
+                parts.append({k: v[: c.stop - c.start] if c.pad else v for k, v in out.items()})
+        finally:
+            self._free.put(slot)
+        if len(parts) == 1:
+            return parts[0]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
-    def _infer_once(self, feeds: dict[str, np.ndarray], timing: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    def _run(self, slot: _Slot, feeds: dict[str, np.ndarray], timing: dict[str, float] | None) -> dict[str, np.ndarray]:
         if self.buffers == "torch":
-            return self._infer_once_torch(feeds, timing)
-        from ssdtrt.runtime.cuda_buffers import CudaEvent, DeviceBuffer
+            return self._run_torch_host(slot, feeds, timing)
+        from ssdtrt.runtime.cuda_buffers import CudaEvent, DeviceBuffer, PinnedHostBuffer
 
         events = [CudaEvent(self._cudart) for _ in range(4)] if timing is not None else []
         try:
-            host_in = {n: np.ascontiguousarray(feeds[n], dtype=dt) for n, (inp, dt) in self._io.items() if inp and n in feeds}
-            self._set_input_shapes({n: a.shape for n, a in host_in.items()})
+            host_in: dict[str, np.ndarray] = {}
+            for name, (is_input, dtype) in self._io.items():
+                if is_input and name in feeds:
+                    # Pinned staging (samples/python/common_runtime.py HostDeviceMem: cudaMallocHost) keeps the
+                    # cudaMemcpyAsync asynchronous; pageable numpy memory would make it synchronous.
+                    src = np.asarray(feeds[name])
+                    staged = slot.pinned.setdefault(name, PinnedHostBuffer(self._cudart)).array(src.shape, dtype)
+                    staged[...] = src
+                    host_in[name] = staged
+            self._set_input_shapes(slot.context, {n: a.shape for n, a in host_in.items()})
             host_out: dict[str, np.ndarray] = {}
             if events:
-                events[0].record(self._stream)
+                events[0].record(slot.stream)
             for name, (is_input, dtype) in self._io.items():
-                buf = self._device_buffers.setdefault(name, DeviceBuffer(self._cudart))
+                buf = slot.device.setdefault(name, DeviceBuffer(self._cudart))
                 if is_input:
                     ptr = buf.ensure(host_in[name].nbytes)
-                    self._stream.copy_to_device(ptr, host_in[name])
+                    slot.stream.copy_to_device(ptr, host_in[name])
                 else:
-                    host_out[name] = np.empty(self._output_shape(name), dtype)
+                    shape = self._output_shape(slot.context, name)
+                    host_out[name] = slot.pinned.setdefault(name, PinnedHostBuffer(self._cudart)).array(shape, dtype)
                     ptr = buf.ensure(host_out[name].nbytes)
-                self._context.set_tensor_address(name, ptr)
+                self._bind(slot.context, name, ptr)
             if events:
-                events[1].record(self._stream)
-            if not self._context.execute_async_v3(self._stream.ptr):
+                events[1].record(slot.stream)
+            if not slot.context.execute_async_v3(slot.stream.ptr):
                 raise BackendUnavailableError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
             if events:
-                events[2].record(self._stream)
+                events[2].record(slot.stream)
             for name, arr in host_out.items():
-                self._stream.copy_to_host(arr, self._device_buffers[name].ptr)
+                slot.stream.copy_to_host(arr, slot.device[name].ptr)
             if events:
-                events[3].record(self._stream)
-            self._stream.synchronize()  # host_in stays referenced until here
+                events[3].record(slot.stream)
+            slot.stream.synchronize()
             if timing is not None:
                 for stage, (a, b) in zip(("h2d", "inference", "d2h"), zip(events, events[1:])):
                     timing[stage] += a.elapsed_ms(b)
-            return host_out
+            return {name: arr.copy() for name, arr in host_out.items()}  # the pinned buffers serve the next call
         finally:
             for event in events:
                 event.destroy()
-
-    def _infer_once_torch(self, feeds: dict[str, np.ndarray], timing: dict[str, float] | None) -> dict[str, np.ndarray]:
-        torch = _import_torch_cuda()
-        dev = f"cuda:{self.device_index}"
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)] if timing is not None else []
-        if events:
-            events[0].record()
-        inputs = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dev) for k, v in feeds.items()}
-        if events:
-            events[1].record()
-        out = self.infer_torch(inputs)
-        if events:
-            events[2].record()
-        host = {k: v.cpu().numpy() for k, v in out.items()}
-        if events:
-            events[3].record()
-            events[3].synchronize()
-            for stage, (a, b) in zip(("h2d", "inference", "d2h"), zip(events, events[1:])):
-                timing[stage] += a.elapsed_time(b)  # type: ignore[index]
-        return host
-
-    def infer_torch(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        """CUDA tensors in, CUDA tensors out (allocated by torch): GPU postprocess reads the engine's outputs directly.
-
-        Works in ordered fashion with torch's current stream: the engine's stream waits for it before running and
-        the current stream waits for the engine afterwards, so callers need no extra synchronization.
-        """
-        if self.buffers != "torch":
-            raise ValueError("infer_torch needs a runner created with buffers='torch'")
-        if not self.is_active:
-            self.activate()
-        torch = _import_torch_cuda()
-        dev = torch.device(f"cuda:{self.device_index}")
-        to_torch = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
-                    np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64, np.dtype(np.int8): torch.int8,
-                    np.dtype(np.bool_): torch.bool, np.dtype(np.uint8): torch.uint8}
-        inputs = {
-            n: feeds[n].to(device=dev, dtype=to_torch[dt]).contiguous()
-            for n, (inp, dt) in self._io.items() if inp
-        }
-        self._set_input_shapes({n: tuple(t.shape) for n, t in inputs.items()})
-        outputs = {
-            n: torch.empty(self._output_shape(n), dtype=to_torch[dt], device=dev)
-            for n, (inp, dt) in self._io.items() if not inp
-        }
-        for name, tensor in {**inputs, **outputs}.items():
-            self._context.set_tensor_address(name, tensor.data_ptr())
-        current = torch.cuda.current_stream(dev)
-        self._stream.wait_stream(current)
-        if not self._context.execute_async_v3(self._stream.cuda_stream):
-            raise BackendUnavailableError(f"{self.path}: TensorRT execution failed (see the TensorRT log above)")
-        current.wait_stream(self._stream)
-        for tensor in (*inputs.values(), *outputs.values()):
-            tensor.record_stream(self._stream)  # the caching allocator must not reuse them before the engine is done
-        return outputs
 
     # -- metadata --------------------------------------------------------------------------------------------------
     @property
@@ -327,20 +351,11 @@ class TensorRTRunner(Runner):
         return dim if isinstance(dim, int) else None
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {**super().describe(), "buffers": self.buffers, "device_index": self.device_index}
+        info: dict[str, Any] = {**super().describe(), "buffers": self.buffers, "device_index": self.device_index,
+                                "in_flight": self.in_flight}
         if self.gpu is not None:
             info.update(gpu_name=self.gpu.name, compute_capability=self.gpu.compute_capability)
         if self._trt is not None:
             info["tensorrt_version"] = self._trt.__version__
         info["built_with"] = {k: self.manifest.engine.get(k) for k in ("tensorrt_version", "gpu_name", "compute_capability")}
         return info
-
-
-def _import_torch_cuda() -> Any:
-    try:
-        import torch
-    except ImportError as err:
-        raise BackendUnavailableError("buffers='torch' needs PyTorch with CUDA (or use buffers='cuda-python')") from err
-    if not torch.cuda.is_available():
-        raise BackendUnavailableError("buffers='torch' needs a CUDA GPU, torch sees none")
-    return torch

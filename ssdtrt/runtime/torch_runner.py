@@ -108,14 +108,17 @@ class TorchRunner(Runner):
         if not self.is_active:
             self.activate()
         torch = self._torch
+        # Record on the model's GPU stream: a bare `record()` uses the calling thread's current device, which for
+        # device="cuda:1" is still GPU 0 and would time nothing the model does.
+        stream = torch.cuda.current_stream(torch.device(self.device))
         events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-        events[0].record()
+        events[0].record(stream)
         images = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME], dtype=np.float32)).to(self.device)
-        events[1].record()
+        events[1].record(stream)
         out = self.infer_torch({INPUT_NAME: images})
-        events[2].record()
+        events[2].record(stream)
         host = {name: out[name].cpu().numpy() for name in OUTPUT_NAMES}
-        events[3].record()
+        events[3].record(stream)
         events[3].synchronize()
         stages = ("h2d", "inference", "d2h")
         return host, {stage: float(a.elapsed_time(b)) for stage, (a, b) in zip(stages, zip(events, events[1:]))}
