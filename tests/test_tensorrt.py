@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ssdtrt.errors import BackendUnavailableError, EngineBuildError, IncompatibleEngineError, ManifestError
-from ssdtrt.manifest import read_manifest, write_manifest
+from ssdtrt.manifest import read_manifest, stamp_artifact, write_manifest
 from ssdtrt.runtime import available_backends
 from ssdtrt.runtime.cuda_buffers import GpuInfo
 from ssdtrt.runtime.tensorrt_runner import check_engine_compatibility
@@ -170,7 +170,7 @@ def test_engine_from_another_tensorrt_version_is_refused(plan: Path, tmp_path: P
     with pytest.raises(IncompatibleEngineError, match="9.0.0"):
         TensorRTRunner(copy).activate()
     m.engine["tensorrt_version"] = read_manifest(plan).engine["tensorrt_version"]
-    write_manifest(copy, m)
     copy.write_bytes(b"corrupt")
+    write_manifest(copy, stamp_artifact(m, copy))  # a manifest that describes the corrupt bytes: TensorRT must refuse
     with pytest.raises(IncompatibleEngineError, match="could not deserialize"):
         TensorRTRunner(copy).activate()

@@ -17,7 +17,7 @@ from typing import Any
 from ssdtrt.engines.openvino_builder import EngineBuildResult, engine_out_path, read_onnx_manifest
 from ssdtrt.errors import EngineBuildError
 from ssdtrt.fileio import atomic_write_bytes, sha256_file
-from ssdtrt.manifest import Manifest, tool_versions, write_manifest
+from ssdtrt.manifest import Manifest, tool_versions, write_artifact_with_manifest
 from ssdtrt.runtime.cuda_buffers import gpu_info
 from ssdtrt.runtime.tensorrt_runner import import_tensorrt
 
@@ -102,7 +102,7 @@ def build_tensorrt(
     build_s = time.perf_counter() - start
     if serialized is None:
         raise EngineBuildError(f"{onnx_path}: TensorRT could not build an engine (see the TensorRT log above)")
-    atomic_write_bytes(dest, bytes(memoryview(serialized)))
+    plan = bytes(memoryview(serialized))
     if cache_path is not None:
         atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
 
@@ -122,11 +122,11 @@ def build_tensorrt(
             "workspace_mb": workspace_mb,
             "timing_cache": str(cache_path) if cache_path is not None else None,
             "build_seconds": round(build_s, 2),
-            "plan_bytes": dest.stat().st_size,
+            "plan_bytes": len(plan),
         },
         tools=tool_versions("tensorrt", "cuda-python"),
     )
-    manifest_path = write_manifest(dest, manifest)
+    manifest_path = write_artifact_with_manifest(dest, plan, manifest)  # plan + manifest as one pair (fileio.commit_pair)
     return EngineBuildResult(dest, manifest_path, manifest, {"build_seconds": build_s, "gpu": gpu.name})
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.manifest import Manifest
+from ssdtrt.manifest import Manifest, verify_artifact
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class Runner(abc.ABC):
     """Loads one model for one backend. `infer` takes and returns host numpy arrays keyed by tensor name."""
 
     backend: str = "abstract"
+    #: check the artifact's sha256 against its manifest on activate (the size is always checked); `open_runner(...,
+    #: verify_hash=False)` / CLI `--no-verify` turn the hash off
+    verify_hash: bool = True
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
@@ -41,6 +44,7 @@ class Runner(abc.ABC):
 
     def activate(self) -> None:
         if not self.is_active:
+            self._verify_artifact()
             self._activate()
             self.is_active = True
 
@@ -68,6 +72,12 @@ class Runner(abc.ABC):
         start = time.perf_counter()
         outputs = self.infer(feeds)
         return outputs, {"inference": (time.perf_counter() - start) * 1e3}
+
+    def _verify_artifact(self) -> None:
+        """The file on disk is the one the manifest describes (ManifestError otherwise; see manifest.verify_artifact)."""
+        path = getattr(self, "path", None)
+        if path is not None:
+            verify_artifact(self.manifest, path, verify_hash=self.verify_hash)
 
     @abc.abstractmethod
     def _activate(self) -> None: ...
