@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption
+from ssdtrt.cli.common import DataOption, NoVerifyOption
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +29,7 @@ def compare_cmd(
     json_out: Annotated[
         Optional[Path], typer.Option("--json", help="Also write the report as JSON.")  # noqa: UP007
     ] = None,
+    no_verify: NoVerifyOption = False,
 ) -> int:
     """Compare two models (Polygraphy style): max/mean abs and rel error per shared output, detection match rate;
     exit 0 when within tolerances, 1 otherwise."""
@@ -41,7 +42,7 @@ def compare_cmd(
 
     con = console()
     imgs = load_images(data, images, split)
-    sa, sb = load_subject(a), load_subject(b)
+    sa, sb = load_subject(a, verify_hash=not no_verify), load_subject(b, verify_hash=not no_verify)
     try:
         with Progress(console=console(stderr=True), transient=True) as bar:
             task = bar.add_task("comparing", total=len(imgs))
