@@ -212,3 +212,15 @@ def test_verify_artifact_library_contract(small_raw_onnx: Path, tmp_path: Path) 
         warnings.simplefilter("error")
         with pytest.raises(UnverifiedArtifactWarning):
             verify_artifact(old, model)
+
+
+def test_older_manifest_is_accepted_with_one_warning_line(small_raw_onnx: Path, image: Path, tmp_path: Path) -> None:
+    model = copy_pair(small_raw_onnx, tmp_path / "m")
+    doc = json.loads(model.with_suffix(".json").read_text())
+    for key in ("artifact_sha256", "artifact_size", "weights_sha256", "weights_size"):
+        doc.pop(key)
+    model.with_suffix(".json").write_text(json.dumps(doc))
+    proc = detect(model, image, tmp_path / "out")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "records no sha256" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and str(model) in lines[0], proc.stderr

@@ -172,6 +172,7 @@ def _open_detector(
             max_detections=max_detections, batch_size=batch_size,
             postprocess_device=device if device and device.startswith("cuda") else "cpu", **options,
         )
+        detector.runner.activate()  # open (and verify) the model now: its warnings and errors come before the progress
     from ssdtrt.cli.common import console
 
     for w in caught:  # e.g. thresholds an nms-mode model cannot apply
