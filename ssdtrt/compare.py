@@ -119,7 +119,7 @@ def load_subject(path: str | os.PathLike[str], backend: str | None = None, **run
             from ssdtrt.errors import CheckpointError
 
             raise CheckpointError(f"{p}: no such checkpoint file")
-        return TorchSubject(p)
+        return TorchSubject(p)  # a checkpoint has no sidecar manifest: verify_hash does not apply
     return RunnerSubject(p, backend=backend, **runner_options)
 
 

@@ -1,6 +1,7 @@
 """`make demo`: the main job on the embedded synthetic data, end to end, with a report of real figures.
 
-train ssd-small (bounded time) → ONNX raw / nms fp32, nms fp16, Q/DQ int8 (raw and nms) → OpenVINO engines (f32 and
+train ssd-small (a fixed schedule: epochs × steps at a fixed thread count, so the checkpoint and its mAP do not depend
+on the machine's load; a wall-clock guard only stops a pathologically slow run, with a warning in the report) → ONNX raw / nms fp32, nms fp16, Q/DQ int8 (raw and nms) → OpenVINO engines (f32 and
 int8, from the raw graphs) and a TensorRT engine where TensorRT and a GPU exist → mAP of every variant through the
 same Detector pipeline → parity of each against the checkpoint (`compare_models`) → batch-1 latency of every backend
 (`ssdtrt.bench.latency`) → annotated validation images → report.json / report.md (`ssdtrt.demo_report`).
@@ -28,7 +29,16 @@ TrainReporter = Callable[[str, dict[str, Any]], None]
 class DemoSettings:
     """Every knob of the demo; the defaults fit ≤ 8 min on 2 CPU cores (tests shrink them)."""
 
-    max_minutes: float = 4.0  # training budget
+    #: training schedule: epochs over `train_images` synthetic images (250 steps of 8 per epoch at 2000), measured
+    #: in benchmarks/reliability/README.md (steps/s at 1 thread, mAP@.5 per epoch)
+    train_epochs: int = 6
+    train_images: int = 2000
+    #: torch threads while training: fixed, so reruns are bit-identical; 1 because 2 OpenMP threads on 2 shared
+    #: cores ran 5x slower here under load (1.3 vs 6.4 steps/s), while 1 thread barely notices the load
+    train_threads: int = 1
+    train_seed: int = 0
+    #: safety stop only (does not shape the schedule): past it training stops and the report carries a warning
+    guard_minutes: float = 15.0
     eval_images: int = 200  # held-out synthetic val images per mAP
     calib_images: int = 128  # int8 calibration (synthetic train split)
     calib_method: str = "percentile"  # least mAP loss in benchmarks/precision; ~3 s for 128 images here
@@ -106,7 +116,6 @@ class _Run:
 def run_demo(
     out_dir: Path,
     *,
-    max_minutes: float = 4.0,
     eval_images: int = 200,
     settings: DemoSettings | None = None,
     log: Log = print,
@@ -115,7 +124,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into `out_dir`; returns the report dict (also written as report.json and report.md).
 
-    `max_minutes` / `eval_images` override `settings` (kept as keywords: the CLI and tests shrink them).
+    `eval_images` overrides `settings` (kept as a keyword: the CLI and tests shrink it).
     """
     from dataclasses import asdict, replace
 
@@ -123,7 +132,7 @@ def run_demo(
     from ssdtrt.demo_report import write_report
     from ssdtrt.runtime import available_backends
 
-    cfg = replace(settings or DemoSettings(), max_minutes=max_minutes, eval_images=eval_images)
+    cfg = replace(settings or DemoSettings(), eval_images=eval_images)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(log, start_task)
@@ -133,10 +142,14 @@ def run_demo(
 
     reused = _reusable_checkpoint(out_dir, cfg) if cfg.reuse_checkpoint else None
     message = (f"reusing {reused[0]} (trained by an earlier demo with the same settings; --retrain trains again)"
-               if reused else f"training ssd-small on synthetic shapes for at most {cfg.max_minutes:g} min")
+               if reused else f"training ssd-small on synthetic shapes: {cfg.train_epochs} epochs of "
+               f"{cfg.train_images} images, {cfg.train_threads} thread(s), seed {cfg.train_seed}")
     with run.step("train", message):
         ckpt, train_info = reused or _train(out_dir, cfg, train_reporter)
     report.update(checkpoint=str(ckpt), train=train_info)
+    if train_info.get("stopped_by_guard"):
+        report["warnings"] = [GUARD_WARNING.format(minutes=cfg.guard_minutes, **train_info)]
+        run.log("    WARNING: " + report["warnings"][0])
     run.artifacts["torch-fp32"] = (ckpt, None)
     with run.step("export", "exporting ONNX: raw + nms fp32, nms fp16"):
         _export_float(run, ckpt, out_dir / "export")
@@ -164,18 +177,38 @@ def run_demo(
 
 
 TRAIN_RECORD = "demo_train.json"  # in OUT/train: what trained the checkpoint, so an unchanged re-run can skip training
+GUARD_WARNING = ("training hit the {minutes:g}-min wall-clock guard after {steps} of {planned_steps} steps: this "
+                 "checkpoint and every figure below are NOT the demo's reproducible result (the machine was too slow "
+                 "or too loaded); rerun with --retrain on a quieter machine")
+
+
+def _train_config(out_dir: Path, cfg: DemoSettings) -> Any:
+    """The demo's TrainConfig: everything that decides the checkpoint is fixed here (and in `_train_key`)."""
+    from ssdtrt.train import TrainConfig
+
+    return TrainConfig(preset="ssd-small", data="synthetic", out_dir=str(out_dir / "train"), epochs=cfg.train_epochs,
+                       train_size=cfg.train_images, threads=cfg.train_threads, seed=cfg.train_seed, workers=0,
+                       eval_limit=cfg.eval_images, guard_minutes=cfg.guard_minutes)
 
 
 def _train_key(cfg: DemoSettings) -> dict[str, Any]:
-    """The settings that decide the demo's checkpoint (anything else can change without retraining)."""
-    import ssdtrt
+    """The settings that decide the demo's checkpoint (anything else can change without retraining): the schedule,
+    threads, seed, the images that pick best.pt, the recipe and the code and torch versions."""
+    from dataclasses import asdict
 
-    return {"preset": "ssd-small", "data": "synthetic", "max_minutes": cfg.max_minutes, "eval_images": cfg.eval_images,
-            "ssdtrt": ssdtrt.__version__}
+    import torch
+
+    import ssdtrt
+    from ssdtrt.train import RECIPES
+
+    return {"preset": "ssd-small", "data": "synthetic", "epochs": cfg.train_epochs, "train_images": cfg.train_images,
+            "threads": cfg.train_threads, "seed": cfg.train_seed, "eval_images": cfg.eval_images,
+            "recipe": asdict(RECIPES["ssd-small"]), "ssdtrt": ssdtrt.__version__, "torch": torch.__version__}
 
 
 def _reusable_checkpoint(out_dir: Path, cfg: DemoSettings) -> tuple[Path, dict[str, Any]] | None:
-    """(checkpoint, train info) of an earlier demo in `out_dir` with the same training settings, if intact."""
+    """(checkpoint, train info) of an earlier demo in `out_dir` with the same training settings, if intact and
+    complete (a run stopped by the wall-clock guard is never reused)."""
     import json
 
     from ssdtrt.errors import SSDTRTError
@@ -186,24 +219,25 @@ def _reusable_checkpoint(out_dir: Path, cfg: DemoSettings) -> tuple[Path, dict[s
     try:
         record = json.loads(record_path.read_text())
         ckpt = record_path.parent / record["checkpoint"]
-        if record["key"] != _train_key(cfg) or sha256_file(ckpt) != record["sha256"]:
+        if record["key"] != _train_key(cfg) or record["train"].get("stopped_by_guard", True):
+            return None
+        if sha256_file(ckpt) != record["sha256"]:
             return None
         load_model(ckpt)  # still readable by this version of the code
-    except (OSError, ValueError, KeyError, TypeError, SSDTRTError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SSDTRTError):
         return None
     return ckpt, {**record["train"], "reused": True}
 
 
 def _train(out_dir: Path, cfg: DemoSettings, reporter: TrainReporter | None) -> tuple[Path, dict[str, Any]]:
     from ssdtrt.fileio import atomic_write_json, sha256_file
-    from ssdtrt.train import TrainConfig, train
+    from ssdtrt.train import RECIPES, train
 
-    trained = train(
-        TrainConfig(preset="ssd-small", data="synthetic", out_dir=str(out_dir / "train"), max_minutes=cfg.max_minutes,
-                    eval_limit=cfg.eval_images),
-        reporter,
-    )
+    trained = train(_train_config(out_dir, cfg), reporter)
+    planned = cfg.train_epochs * (cfg.train_images // RECIPES["ssd-small"].batch_size)  # the loader drops the last
     info = {"elapsed_s": round(trained.elapsed_s, 1), "epochs": trained.epochs_completed, "steps": trained.steps,
+            "planned_epochs": cfg.train_epochs, "planned_steps": planned, "threads": cfg.train_threads,
+            "stopped_by_guard": trained.stopped_by_guard,
             "val_map": trained.metrics.get("map"), "val_map50": trained.metrics.get("map50")}
     ckpt = trained.best_path or trained.last_path
     record = {"key": _train_key(cfg), "checkpoint": Path(ckpt).name, "sha256": sha256_file(ckpt), "train": info}

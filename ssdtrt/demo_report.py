@@ -85,13 +85,16 @@ def markdown(report: dict[str, Any]) -> str:
     steps = _table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in report["steps_s"].items()]
                    + [["**total**", f"**{report['total_s']:.1f}**"]])
     lat = report["latency"]["settings"] or {}
+    warnings = "".join(f"> **WARNING:** {w}\n\n" for w in report.get("warnings", []))
     return (
         "# ssdtrt demo report\n\n"
-        f"**mAP@[.5:.95] {report['map']:.4f}, mAP@.5 {report['map50']:.4f}** (PyTorch checkpoint, "
+        + warnings
+        + f"**mAP@[.5:.95] {report['map']:.4f}, mAP@.5 {report['map50']:.4f}** (PyTorch checkpoint, "
         f"{report['variants']['torch-fp32']['images']} held-out synthetic val images); whole demo "
         f"**{report['total_s']:.0f} s** on {report.get('machine', {}).get('cpu_cores', '?')} CPU cores.\n\n"
         f"Checkpoint `{report['checkpoint']}`: ssd-small trained from scratch for {tr['elapsed_s']:.0f} s "
-        f"(budget {s['max_minutes']:g} min; {tr['epochs']} epochs, {tr['steps']} steps)"
+        f"({tr['epochs']} of {s['train_epochs']} epochs, {tr['steps']} steps, {s['train_threads']} thread(s), "
+        f"seed {s['train_seed']}: a fixed schedule, the same checkpoint on a quiet or a loaded machine)"
         + (" by an earlier demo run with the same settings, reused here (`ssdtrt demo --retrain` trains again)"
            if tr.get("reused") else "")
         + ".\n\n"

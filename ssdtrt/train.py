@@ -2,6 +2,9 @@
 
 The LR schedule is a function of *progress* in [0, 1]: steps / total steps for `epochs`, elapsed / budget for
 `max_minutes` (the larger of the two when both are set), so a time-budgeted run still anneals to the end.
+Reproducible runs use `epochs` with fixed `threads` (and `guard_minutes` only as a safety stop): on CPU the same
+config then gives the same weights bit for bit, quiet machine or loaded, and a run killed at any point and resumed
+from its last epoch checkpoint (`resume`) ends with the same weights as an uninterrupted one (tests/test_reliability_train.py).
 Under DDP the elapsed time is all-reduced (max) every step: every replica sees the same LR and stops at the same
 step, and only rank 0 evaluates, writes and reports. Library code: progress goes to `reporter(event, info)`.
 
@@ -72,7 +75,10 @@ class TrainConfig:
     eval_batch_size: int = 32
     train_size: int | None = None
     amp: bool = True
-    threads: int | None = None  # torch intra-op threads on CPU; None = auto_threads()
+    threads: int | None = None  # torch intra-op threads on CPU; None = auto_threads() (load-dependent: not reproducible)
+    #: wall-clock safety stop that does not shape the LR schedule (unlike max_minutes): past it the run stops after
+    #: the current step, evaluates and saves, and TrainResult.stopped_by_guard is True (the schedule did not finish)
+    guard_minutes: float | None = None
 
     def resolved(self) -> TrainConfig:
         recipe = RECIPES.get(self.preset, Recipe())
@@ -98,6 +104,7 @@ class TrainResult:
     elapsed_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
     model: Any = None  # the trained SSD (unwrapped), in train mode, on its device
+    stopped_by_guard: bool = False  # guard_minutes ran out before the schedule finished
 
 
 @dataclass
@@ -317,6 +324,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, torch:
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch if cfg.epochs is not None else None
     budget_s = cfg.max_minutes * 60.0 if cfg.max_minutes is not None else None
+    guard_s = cfg.guard_minutes * 60.0 if cfg.guard_minutes is not None else None
+    guarded = False
     max_epochs = cfg.epochs if cfg.epochs is not None else 1 << 30
 
     def extra_state() -> dict[str, Any]:
@@ -401,6 +410,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, torch:
             if budget_s is not None and elapsed + eval_s >= budget_s:
                 stop, epoch_done = True, False
                 break
+            if guard_s is not None and elapsed >= guard_s and (total_steps is None or sched["step"] < total_steps):
+                stop, epoch_done, guarded = True, False, True
+                break
         if epoch_done:
             epoch += 1
             sched["epochs_completed"] = epoch
@@ -438,6 +450,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, torch:
             "epochs_completed": int(sched["epochs_completed"]),
             "steps": int(sched["step"]),
             "train_elapsed_s": round(float(sched["elapsed_s"]), 2),
+            "stopped_by_guard": guarded,
             "history": history,
         }
         atomic_write_json(out_dir / "metrics.json", final)
@@ -452,4 +465,5 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, torch:
         elapsed_s=float(sched["elapsed_s"]),
         history=history,
         model=model,
+        stopped_by_guard=guarded,
     )

@@ -10,7 +10,7 @@ import pytest
 
 from ssdtrt.demo import DemoSettings, run_demo
 
-TINY = DemoSettings(calib_images=8, parity_images=4, bench_warmup=1, bench_iters=3, bench_max_seconds=0.5,
+TINY = DemoSettings(train_epochs=1, train_images=64, calib_images=8, parity_images=4, bench_warmup=1, bench_iters=3, bench_max_seconds=0.5,
                     annotated_images=2)
 
 
@@ -18,7 +18,7 @@ TINY = DemoSettings(calib_images=8, parity_images=4, bench_warmup=1, bench_iters
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("demo")
     lines: list[str] = []
-    report = run_demo(out, max_minutes=0.1, eval_images=16, settings=TINY, log=lines.append)
+    report = run_demo(out, eval_images=16, settings=TINY, log=lines.append)
     return out, report
 
 
@@ -91,11 +91,12 @@ def test_rerun_reuses_the_checkpoint_only_when_settings_and_file_match(demo: tup
     assert report["train"]["reused"] is False and (out / "train" / TRAIN_RECORD).is_file()
     copy = tmp_path / "demo"
     shutil.copytree(out / "train", copy / "train")
-    same = replace(TINY, max_minutes=0.1, eval_images=16)
+    same = replace(TINY, eval_images=16)
     found = _reusable_checkpoint(copy, same)
     assert found is not None and found[0].parent == copy / "train" and found[1]["reused"] is True
     assert found[1]["steps"] == report["train"]["steps"]
-    assert _reusable_checkpoint(copy, replace(same, max_minutes=0.2)) is None
+    for changed in ({"train_epochs": 2}, {"train_images": 72}, {"train_threads": 2}, {"train_seed": 1}):
+        assert _reusable_checkpoint(copy, replace(same, **changed)) is None, changed
     assert _reusable_checkpoint(copy, replace(same, eval_images=17)) is None
     with found[0].open("ab") as f:  # a checkpoint changed since (or a half-written one) is never reused
         f.write(b"x")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ssdtrt.errors import BackendUnavailableError, CheckpointError, ManifestError
-from ssdtrt.manifest import Manifest, read_manifest, write_manifest
+from ssdtrt.manifest import Manifest, read_manifest, stamp_artifact, write_manifest
 from ssdtrt.runtime import available_backends, backend_for, open_runner
 
 torch = pytest.importorskip("torch")
@@ -24,7 +24,7 @@ def _fake_plan(tmp_path: Path, src_onnx: Path) -> Path:
     m = read_manifest(src_onnx)
     m.kind, m.artifact = "tensorrt", plan.name
     m.engine = {"backend": "tensorrt", "tensorrt_version": "10.13.0", "gpu_name": "NVIDIA A10", "compute_capability": "8.6"}
-    write_manifest(plan, m)
+    write_manifest(plan, stamp_artifact(m, plan))  # the fake bytes are what the manifest describes
     return plan
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ssdtrt.errors import BackendUnavailableError, EngineBuildError, IncompatibleEngineError, ManifestError
-from ssdtrt.manifest import manifest_path_for, read_manifest, write_manifest
+from ssdtrt.manifest import manifest_path_for, read_manifest, stamp_artifact, write_artifact_with_manifest, write_manifest
 from ssdtrt.runtime import available_backends
 from ssdtrt.runtime.cuda_buffers import GpuInfo, driver_mismatch_message, host_array_at
 from ssdtrt.runtime.tensorrt_rules import (
@@ -127,23 +127,22 @@ def test_real_cuda_python_without_a_driver_raises_one_line() -> None:
 
 
 def test_artifact_pair_is_written_whole_or_not_at_all(small_raw_onnx: Path, tmp_path: Path) -> None:
-    from ssdtrt.engines.artifact_pair import write_artifact_pair
 
     good = engine_manifest(small_raw_onnx)
     plan = tmp_path / "m.plan"
-    assert write_artifact_pair(plan, b"plan-1", good) == manifest_path_for(plan)
+    assert write_artifact_with_manifest(plan, b"plan-1", good) == manifest_path_for(plan)
     assert plan.read_bytes() == b"plan-1" and read_manifest(plan).engine["tensorrt_version"] == "10.13.0.35"
     # a manifest that cannot be written (not JSON-serializable) must leave the previous pair untouched
     broken = engine_manifest(small_raw_onnx, not_json=object())
     with pytest.raises(TypeError):
-        write_artifact_pair(plan, b"plan-2", broken)
+        write_artifact_with_manifest(plan, b"plan-2", broken)
     assert plan.read_bytes() == b"plan-1" and read_manifest(plan).engine == good.engine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.plan"]  # no temp files left
     # ...and a fresh destination gets neither file
     with pytest.raises(TypeError):
-        write_artifact_pair(tmp_path / "new.plan", b"x", broken)
+        write_artifact_with_manifest(tmp_path / "new.plan", b"x", broken)
     assert not (tmp_path / "new.plan").exists() and not (tmp_path / "new.json").exists()
-    write_artifact_pair(plan, b"plan-3", replace(good, engine={**good.engine, "tensorrt_version": "11.4.0"}))
+    write_artifact_with_manifest(plan, b"plan-3", replace(good, engine={**good.engine, "tensorrt_version": "11.4.0"}))
     assert plan.read_bytes() == b"plan-3" and read_manifest(plan).engine["tensorrt_version"] == "11.4.0"
 
 
@@ -357,7 +356,7 @@ def test_engine_from_another_tensorrt_version_is_refused(plan: Path, tmp_path: P
     with pytest.raises(IncompatibleEngineError, match="9.0.0"):
         TensorRTRunner(copy).activate()
     m.engine["tensorrt_version"] = read_manifest(plan).engine["tensorrt_version"]
-    write_manifest(copy, m)
     copy.write_bytes(b"corrupt")
+    write_manifest(copy, stamp_artifact(m, copy))  # a manifest that describes the corrupt bytes: TensorRT must refuse
     with pytest.raises(IncompatibleEngineError, match="could not deserialize"):
         TensorRTRunner(copy).activate()

@@ -37,6 +37,22 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _one_line_warnings() -> None:
+    """ssdtrt's own warnings (e.g. an unverifiable older manifest) as one `warning: ...` line, like errors."""
+    import warnings
+
+    from ssdtrt.manifest import UnverifiedArtifactWarning
+
+    default = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):  # noqa: ANN001, ANN202 - the warnings hook signature
+        if issubclass(category, UnverifiedArtifactWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 1 failure, 2 usage / missing backend)."""
     from ssdtrt.errors import SSDTRTError
@@ -51,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:  # accept --debug anywhere, not only before the command
         args = ["--debug", *[a for a in args if a != "--debug"]]
     app = build_app()
+    _one_line_warnings()
     try:
         result = app(args=args, prog_name="ssdtrt", standalone_mode=False)
         code = result if isinstance(result, int) else 0
@@ -82,3 +99,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     main()
+

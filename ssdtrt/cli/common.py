@@ -18,6 +18,11 @@ DataOption = Annotated[
 PresetOption = Annotated[str, typer.Option("--preset", help="Model preset: ssd300-resnet50, ssd300-vgg16, ssd-small.")]
 OutDirOption = Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+NoVerifyOption = Annotated[
+    bool,
+    typer.Option("--no-verify", help="Skip the sha256 check of the model file against its manifest (the size is "
+                 "still checked); ~0.2 s saved per 100 MB."),
+]
 
 
 def console(stderr: bool = False):  # noqa: ANN201 - rich.Console, imported lazily

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption
+from ssdtrt.cli.common import DataOption, NoVerifyOption
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +51,7 @@ def compare_cmd(
         Optional[str],  # noqa: UP007
         typer.Option("--runner", help="Runner to read from a RunResults file holding several (e.g. trt-runner-N0-...)."),
     ] = None,
+    no_verify: NoVerifyOption = False,
 ) -> int:
     """Compare two models (Polygraphy style): max/mean abs and rel error per shared output, detection match rate;
     exit 0 when within tolerances, 1 otherwise."""
@@ -78,7 +79,7 @@ def compare_cmd(
     if any(is_results_file(p) for p in sides) and load_inputs is None:
         raise ResultsFileError("a Polygraphy RunResults side needs --load-inputs: the inputs it ran on "
                                "(polygraphy run --save-inputs / --load-inputs)")
-    model = load_subject(models[0])  # the side that describes both (preset, classes, postprocess)
+    model = load_subject(models[0], verify_hash=not no_verify)  # the side that describes both (preset, classes, postprocess)
     others = []
     try:
         if load_inputs is not None:
@@ -95,7 +96,7 @@ def compare_cmd(
                 return 0
         for p in (a, b):
             if p is not models[0]:
-                others.append(PolygraphySubject(p, model, runner) if is_results_file(p) else load_subject(p))
+                others.append(PolygraphySubject(p, model, runner) if is_results_file(p) else load_subject(p, verify_hash=not no_verify))
         sa, sb = (model, others[0]) if a is models[0] else (others[0], model)
         with Progress(console=console(stderr=True), transient=True) as bar:
             task = bar.add_task("comparing", total=sum(x.shape[0] for x in batches))

@@ -14,7 +14,14 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Output folder for checkpoint, ONNX, engines and report.")] = Path(
             "runs/demo"
         ),
-        max_minutes: Annotated[float, typer.Option("--max-minutes", help="Training time budget.")] = 4.0,
+        epochs: Annotated[
+            int, typer.Option("--epochs", help="Training epochs (250 steps each): a fixed schedule, so the checkpoint "
+                              "does not depend on the machine's load.")
+        ] = 6,
+        guard_minutes: Annotated[
+            float, typer.Option("--guard-minutes", help="Safety stop for training only (does not shape the schedule); "
+                                "if hit, the report carries a warning.")
+        ] = 15.0,
         eval_images: Annotated[int, typer.Option("--eval-images", help="Validation images per mAP.")] = 200,
         calib_images: Annotated[int, typer.Option("--calib-images", help="INT8 calibration images.")] = 128,
         bench_iters: Annotated[int, typer.Option("--bench-iters", help="Timed iterations per latency row.")] = 50,
@@ -31,12 +38,14 @@ def register(app: typer.Typer) -> None:
 
         from ssdtrt.demo import DemoSettings, run_demo
 
-        settings = replace(DemoSettings(), calib_images=calib_images, bench_iters=bench_iters,
-                           reuse_checkpoint=not retrain)
+        settings = replace(DemoSettings(), train_epochs=epochs, guard_minutes=guard_minutes,
+                           calib_images=calib_images, bench_iters=bench_iters, reuse_checkpoint=not retrain)
         with _DemoProgress() as ui:
-            report = run_demo(out, max_minutes=max_minutes, eval_images=eval_images, settings=settings,
+            report = run_demo(out, eval_images=eval_images, settings=settings,
                               log=ui.log, start_task=ui.start_task, train_reporter=ui.train_event)
         con = ui.console
+        for warning in report.get("warnings", []):
+            con.print(f"[bold red]WARNING:[/] {warning}")
         con.print(f"\n[bold]mAP@[.5:.95] {report['map']:.4f}  mAP@.5 {report['map50']:.4f}[/bold] (torch fp32)")
         for name, v in report["variants"].items():
             con.print(f"  {name:22s} mAP {v['map']:.4f}  mAP@.5 {v['map50']:.4f}  ({v['delta_map_pts']:+.2f} pt)")

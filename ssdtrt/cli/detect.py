@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from ssdtrt.cli.common import NoVerifyOption
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -57,6 +59,7 @@ def detect_cmd(
         typer.Option("--device", help="cpu or cuda[:i]: where the runner runs; cuda also runs the postprocess on the GPU (needs torch). "
             "Default: the backend's own choice, postprocess on the CPU."),
     ] = None,
+    no_verify: NoVerifyOption = False,
 ) -> None:
     """Detect objects in images and videos; write annotated images and COCO-format detections.json."""
     import os
@@ -71,7 +74,7 @@ def detect_cmd(
     err_con = console(stderr=True)
     _check_model_path(model)
     sources = expand_inputs(inputs)
-    options = _runner_options(model, backend, device)
+    options = {**_runner_options(model, backend, device), "verify_hash": not no_verify}
     detector = _open_detector(model, backend, score_threshold, iou_threshold, max_detections, batch_size, device, options)
     run = _Run(out=out, write_images=not no_images)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +172,7 @@ def _open_detector(
             max_detections=max_detections, batch_size=batch_size,
             postprocess_device=device if device and device.startswith("cuda") else "cpu", **options,
         )
+        detector.runner.activate()  # open (and verify) the model now: its warnings and errors come before the progress
     from ssdtrt.cli.common import console
 
     for w in caught:  # e.g. thresholds an nms-mode model cannot apply

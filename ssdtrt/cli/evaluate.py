@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption, DeviceOption
+from ssdtrt.cli.common import DataOption, DeviceOption, NoVerifyOption
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,7 @@ class PredictorInfo:
     description: str
 
 
-def make_predict_fn(model_path: Path, *, device: str = "cpu", batch_size: int = 16) -> PredictorInfo:
+def make_predict_fn(model_path: Path, *, device: str = "cpu", batch_size: int = 16, verify_hash: bool = True) -> PredictorInfo:
     """A predict_fn (list of RGB images -> list of Detections in pixels) for the model at `model_path`.
 
     Today: ssdtrt torch checkpoints (.pt). Extend here for ONNX / OpenVINO / TensorRT artifacts.
@@ -36,7 +36,7 @@ def make_predict_fn(model_path: Path, *, device: str = "cpu", batch_size: int = 
     if Path(model_path).suffix == ".onnx":  # any export mode / precision, in ONNX Runtime (issue 3)
         from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn
 
-        ort_fn = onnx_predict_fn(model_path, batch_size=batch_size)
+        ort_fn = onnx_predict_fn(model_path, batch_size=batch_size, verify_hash=verify_hash)
         m = ort_fn.runner.manifest  # type: ignore[attr-defined]
         desc = f"{model_path} (onnxruntime, {m.export_mode}, {m.precision}, preset {m.model_spec.name})"
         return PredictorInfo(ort_fn, tuple(m.class_names), desc)
@@ -63,6 +63,7 @@ def eval_cmd(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate the first N images only.")] = None,  # noqa: UP007
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per inference batch.")] = 16,
     device: DeviceOption = "cpu",
+    no_verify: NoVerifyOption = False,
 ) -> None:
     """Score a model: COCO mAP@[.5:.95], mAP@.5 (pycocotools) and VOC07 11-point AP per class."""
     from ssdtrt.cli.common import console
@@ -70,7 +71,7 @@ def eval_cmd(
     from ssdtrt.errors import ClassCountMismatchError
 
     dataset = open_dataset(data, split)
-    info = make_predict_fn(model, device=device, batch_size=batch_size)
+    info = make_predict_fn(model, device=device, batch_size=batch_size, verify_hash=not no_verify)
     names = tuple(dataset.class_names)
     if len(info.class_names) != len(names):
         raise ClassCountMismatchError(

@@ -35,6 +35,11 @@ def train_cmd(
     eval_limit: Annotated[
         int, typer.Option("--eval-limit", help="Validation images scored after each epoch (0 = all).")
     ] = 200,
+    threads: Annotated[
+        Optional[int],  # noqa: UP007
+        typer.Option("--threads", help="CPU threads for torch (default: from the cores and the load; fix it for "
+                     "bit-identical reruns and resumes)."),
+    ] = None,
     train_size: Annotated[
         Optional[int],  # noqa: UP007
         typer.Option("--train-size", help="Training images (synthetic: generated; others: the first N)."),
@@ -67,6 +72,7 @@ def train_cmd(
         seed=seed,
         eval_limit=eval_limit or None,
         train_size=train_size,
+        threads=threads,
     )
     is_main = int(os.environ.get("RANK", "0")) == 0
     if not is_main:

@@ -3,20 +3,28 @@
 The IR keeps the ONNX's precision (fp32 weights stay fp32: `compress_to_fp16=False`; a Q/DQ ONNX becomes an int8
 model). The inference precision (f32 / bf16) is a compile-time hint recorded in the manifest, so the runner
 compiles the model the way it was built and validated.
+
+The IR is saved and validated in a staging folder, then `.bin`, `.xml` and manifest are committed as one set
+(`fileio.commit_pair`); the manifest records the sha256 and size of both the .xml and the .bin.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ssdtrt.errors import EngineBuildError, ManifestError
-from ssdtrt.fileio import sha256_file
-from ssdtrt.manifest import Manifest, read_manifest, tool_versions, write_manifest
+from ssdtrt.fileio import atomic_write_json, commit_pair, sha256_file, staging_dir
+from ssdtrt.manifest import (
+    Manifest,
+    manifest_path_for,
+    read_manifest,
+    stamp_artifact,
+    tool_versions,
+    weights_path_for,
+)
 from ssdtrt.runtime.openvino_runner import PRECISION_HINTS, OpenVINORunner, import_openvino
 
 
@@ -74,7 +82,6 @@ def build_openvino(
     except Exception as err:  # noqa: BLE001 - OpenVINO's own RuntimeError types
         raise EngineBuildError(f"{onnx_path}: OpenVINO cannot read it ({_first_line(err)})") from err
     _keep_output_names(model, [t.name for t in src.outputs], onnx_path)
-    _save_ir_atomic(ov, model, dest)
     manifest = replace(
         src,
         artifact=dest.name,
@@ -91,18 +98,23 @@ def build_openvino(
         },
     )
     details: dict[str, Any] = {}
-    if validate:
-        runner = OpenVINORunner(dest, device=device, precision_hint=precision_hint, manifest=manifest)
-        try:
-            runner.activate()
-            details = runner.describe()
-        except Exception:
-            _remove_ir(dest)
-            raise
-        finally:
-            runner.deactivate()
-        manifest.engine["compiled_inference_precision"] = details.get("compiled_inference_precision_hint", "")
-    manifest_path = write_manifest(dest, manifest)
+    manifest_path = manifest_path_for(dest)
+    with staging_dir(dest) as stage:
+        staged_xml = stage / dest.name
+        _save_ir(ov, model, staged_xml, dest)
+        manifest = stamp_artifact(manifest, staged_xml)
+        if validate:  # compile the staged IR: a model that fails here never replaces the previous pair
+            runner = OpenVINORunner(staged_xml, device=device, precision_hint=precision_hint, manifest=manifest)
+            try:
+                runner.activate()
+                details = runner.describe()
+            finally:
+                runner.deactivate()
+            manifest.engine["compiled_inference_precision"] = details.get("compiled_inference_precision_hint", "")
+        staged_manifest = atomic_write_json(stage / manifest_path.name, manifest.to_dict())
+        # .bin before .xml: an .xml never points at a missing or older weights file while the manifest is absent
+        commit_pair([(weights_path_for(staged_xml), weights_path_for(dest)), (staged_xml, dest)],
+                    (staged_manifest, manifest_path))
     return EngineBuildResult(dest, manifest_path, manifest, details)
 
 
@@ -130,25 +142,12 @@ def _engine_precision(onnx_precision: str, precision_hint: str) -> str:
     return "bf16" if onnx_precision == "fp32" and precision_hint == "bf16" else onnx_precision
 
 
-def _save_ir_atomic(ov: Any, model: Any, dest: Path) -> None:
-    """`ov.save_model` into a temp folder beside `dest`, then rename .bin and .xml into place (bin first)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.stem}.", dir=dest.parent))
+def _save_ir(ov: Any, model: Any, staged_xml: Path, dest: Path) -> None:
+    """`ov.save_model` into the staging folder (`.xml` + `.bin`), weights kept at the ONNX's precision."""
     try:
-        tmp_xml = tmp / dest.name
-        try:
-            ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
-        except Exception as err:  # noqa: BLE001
-            raise EngineBuildError(f"cannot save the OpenVINO model to {dest} ({_first_line(err)})") from err
-        os.replace(tmp_xml.with_suffix(".bin"), dest.with_suffix(".bin"))
-        os.replace(tmp_xml, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _remove_ir(dest: Path) -> None:
-    dest.unlink(missing_ok=True)
-    dest.with_suffix(".bin").unlink(missing_ok=True)
+        ov.save_model(model, str(staged_xml), compress_to_fp16=False)
+    except Exception as err:  # noqa: BLE001
+        raise EngineBuildError(f"cannot save the OpenVINO model to {dest} ({_first_line(err)})") from err
 
 
 def _first_line(err: BaseException) -> str:

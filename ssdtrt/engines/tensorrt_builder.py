@@ -15,11 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.engines.artifact_pair import write_artifact_pair
 from ssdtrt.engines.openvino_builder import EngineBuildResult, engine_out_path, read_onnx_manifest
 from ssdtrt.errors import BackendUnavailableError, EngineBuildError
 from ssdtrt.fileio import atomic_write_bytes, sha256_file
-from ssdtrt.manifest import Manifest, tool_versions
+from ssdtrt.manifest import Manifest, tool_versions, write_artifact_with_manifest
 from ssdtrt.runtime.cuda_buffers import gpu_info
 from ssdtrt.runtime.tensorrt_runner import import_tensorrt
 
@@ -201,7 +200,7 @@ def build_tensorrt(
         },
         tools=tool_versions("tensorrt", "cuda-bindings", "cuda-python"),
     )
-    manifest_path = write_artifact_pair(dest, plan, manifest)
+    manifest_path = write_artifact_with_manifest(dest, plan, manifest)
     if cache_path is not None and cache is not None:
         save_timing_cache(config, cache_path)
     return EngineBuildResult(dest, manifest_path, manifest, {"build_seconds": build_s, "gpu": gpu.name})

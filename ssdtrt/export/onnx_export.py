@@ -2,8 +2,9 @@
 
     export_checkpoint("runs/demo/model.pt", "export/demo.onnx", mode="nms", dynamic_batch=True)
 
-Every graph passes `onnx.checker` (full check) and strict shape inference before it is written; writes are atomic
-(temp file + rename), so a failure never leaves a partial `.onnx`. Input `images [N, 3, H, W]` float32, normalized.
+Every graph passes `onnx.checker` (full check) and strict shape inference before it is written; the `.onnx` and its
+manifest (with the file's sha256 and size) are committed as a pair (`fileio.commit_pair`), so a failure or a kill
+never leaves a partial `.onnx` or a manifest beside a file it does not describe. Input `images [N, 3, H, W]` float32, normalized.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from ssdtrt.config import PostprocessSpec
 from ssdtrt.errors import CheckpointError, ExportError
 from ssdtrt.fileio import atomic_path, sha256_file
-from ssdtrt.manifest import Manifest, TensorInfo, tool_versions, write_manifest
+from ssdtrt.manifest import Manifest, TensorInfo, tool_versions, write_artifact_with_manifest
 
 if TYPE_CHECKING:
     import onnx
@@ -308,17 +309,15 @@ def export_model(
             raise ExportError("--precision int8 needs calibration data (--calib-data SPEC)")
         proto, extra_source = quantize_int8(proto, model.spec, calibration)
     proto = finish_graph(proto, model, mode=mode, batch=batch, dynamic_batch=dynamic_batch, postprocess=settings)
-    onnx_path = save_onnx(proto, out)
     manifest = build_manifest(
-        proto, onnx_path, model, mode=mode, precision=precision, postprocess=settings,
+        proto, out, model, mode=mode, precision=precision, postprocess=settings,
         source={**(source or {}), **extra_source},
     )
-    try:
-        manifest_path = write_manifest(onnx_path, manifest)
+    try:  # the .onnx and its manifest as one pair (fileio.commit_pair)
+        manifest_path = write_artifact_with_manifest(out, proto.SerializeToString(), manifest)
     except OSError as err:
-        onnx_path.unlink(missing_ok=True)
-        raise ExportError(f"cannot write the manifest beside {onnx_path}: {err}") from err
-    return ExportResult(onnx_path, manifest_path, manifest)
+        raise ExportError(f"cannot write {out} and its manifest: {err.strerror or err}") from err
+    return ExportResult(out, manifest_path, manifest)
 
 
 def export_checkpoint(

@@ -109,6 +109,8 @@ def read_torch_file(path: Path, map_location: str | torch.device = "cpu") -> Any
     is_zip = magic == b"PK\x03\x04"  # torch.save's default (zip) format
     if not is_zip and not magic.startswith(b"\x80"):  # legacy torch.save / plain pickle start with PROTO
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a torch zip archive nor a pickle)")
+    if is_zip:
+        _check_zip_crc(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pickle-protocol chatter from the weights-only unpickler
@@ -118,6 +120,20 @@ def read_torch_file(path: Path, map_location: str | torch.device = "cpu") -> Any
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, OSError, AttributeError) as err:
         what = "truncated or corrupt zip archive" if is_zip else "truncated or corrupt pickle"
         raise CheckpointError(f"{path}: {what} ({_first_line(err)})") from err
+
+
+def _check_zip_crc(path: Path) -> None:
+    """torch.load does not check the archive's CRC-32s, so flipped bytes inside a tensor load as wrong weights;
+    zipfile checks every member (~0.1 s per 100 MB here). A damaged archive raises CheckpointError."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(f"{path}: truncated or corrupt zip archive ({_first_line(err)})") from err
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt zip archive (CRC mismatch in {bad}): the file was damaged after saving")
 
 
 def _first_line(err: BaseException) -> str:
@@ -195,7 +211,17 @@ def _load_state(model: SSD, state: Mapping[str, Any], source: str | os.PathLike[
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
         raise CheckpointError(f"{source}: weights do not fit the model: {'; '.join(parts)}")
+    _check_finite(state, source)
     model.load_state_dict(state, strict=True)
+
+
+def _check_finite(state: Mapping[str, Any], source: str | os.PathLike[str]) -> None:
+    """NaN / inf weights (a diverged run, a corrupted file) make every score NaN: refuse them by name."""
+    import torch
+
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} weight tensor(s) hold NaN or inf (e.g. {', '.join(bad[:3])})")
 
 
 def load_model(

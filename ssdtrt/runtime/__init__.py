@@ -71,11 +71,19 @@ def open_runner(path: str | os.PathLike[str], backend: str | None = None, **opti
     """A runner for a checkpoint, ONNX, OpenVINO IR or TensorRT plan (not yet activated).
 
     `options` go to the runner: torch (device, autocast_bf16), onnxruntime (providers, intra_op_threads,
-    inter_op_threads), openvino (device, precision_hint, num_threads, num_streams), tensorrt (buffers, device_index).
+    inter_op_threads), openvino (device, precision_hint, num_threads, num_streams), tensorrt (buffers, device_index);
+    every backend: `verify_hash` (default True: the artifact's sha256 is checked against its manifest on activate).
     """
     artifact, chosen = backend_for(path, backend)
     if not artifact.exists():
         raise ManifestError(f"{artifact}: no such file")
+    verify_hash = bool(options.pop("verify_hash", True))
+    runner = _make_runner(artifact, chosen, options)
+    runner.verify_hash = verify_hash
+    return runner
+
+
+def _make_runner(artifact: Path, chosen: str, options: dict[str, Any]) -> Runner:
     if chosen == "torch":
         from ssdtrt.runtime.torch_runner import TorchRunner
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.manifest import Manifest
+from ssdtrt.manifest import Manifest, verify_artifact
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class Runner(abc.ABC):
     """Loads one model for one backend. `infer` takes and returns host numpy arrays keyed by tensor name."""
 
     backend: str = "abstract"
+    #: check the artifact's sha256 against its manifest on activate (the size is always checked); `open_runner(...,
+    #: verify_hash=False)` / CLI `--no-verify` turn the hash off
+    verify_hash: bool = True
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
@@ -42,6 +45,7 @@ class Runner(abc.ABC):
 
     def activate(self) -> None:
         if not self.is_active:
+            self._verify_artifact()
             self._activate()
             self.is_active = True
 
@@ -82,6 +86,12 @@ class Runner(abc.ABC):
         except Exception as err:  # noqa: BLE001  (delivered through the future, as an executor would)
             future.set_exception(err)
         return future
+
+    def _verify_artifact(self) -> None:
+        """The file on disk is the one the manifest describes (ManifestError otherwise; see manifest.verify_artifact)."""
+        path = getattr(self, "path", None)
+        if path is not None:
+            verify_artifact(self.manifest, path, verify_hash=self.verify_hash)
 
     @abc.abstractmethod
     def _activate(self) -> None: ...

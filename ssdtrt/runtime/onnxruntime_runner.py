@@ -215,6 +215,7 @@ def onnx_predict_fn(
     providers: Sequence[str] | None = None,
     intra_op_threads: int | None = None,
     postprocess: PostprocessSpec | None = None,
+    verify_hash: bool = True,
 ) -> Callable[[Sequence[np.ndarray]], list[Detections]]:
     """`predict(images_rgb) → Detections in pixels` for an exported ONNX (any mode and precision).
 
@@ -223,6 +224,7 @@ def onnx_predict_fn(
     from ssdtrt.preprocess import preprocess_images
 
     runner = OnnxRuntimeRunner(path, providers=providers, intra_op_threads=intra_op_threads)
+    runner.verify_hash = verify_hash  # sha256 of the .onnx against its manifest on activate (Runner.verify_hash)
     runner.activate()
     pre = runner.manifest.model_spec.preprocess
 

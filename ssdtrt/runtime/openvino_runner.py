@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import BackendUnavailableError, ManifestError
+from ssdtrt.errors import BackendUnavailableError, ClassCountMismatchError, ManifestError
 from ssdtrt.manifest import Manifest, read_manifest
 from ssdtrt.runtime.base import Runner, TensorMeta
 
@@ -100,7 +100,20 @@ class OpenVINORunner(Runner):
             raise ManifestError(
                 f"{self.path}: outputs {sorted(self._output_names)} disagree with the manifest's {sorted(expected)}"
             )
+        self._check_class_count()
         self._request = self._compiled.create_infer_request()
+
+    def _check_class_count(self) -> None:
+        """The IR's class axis (NPC outputs) must agree with the manifest: a swapped or stale sidecar is caught here."""
+        layouts = {t.name: t.layout for t in self.manifest.outputs}
+        for port, name in zip(self._compiled.outputs, self._output_names):
+            shape = port.get_partial_shape()
+            if layouts.get(name) == "NPC" and shape.rank.get_length() == 3 and shape[2].is_static:
+                if shape[2].get_length() != self.manifest.num_classes:
+                    raise ClassCountMismatchError(
+                        f"{self.path}: output {name!r} has {shape[2].get_length()} classes, its manifest says "
+                        f"{self.manifest.num_classes}"
+                    )
 
     def _deactivate(self) -> None:
         self._request = None

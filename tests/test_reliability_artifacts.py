@@ -1,0 +1,226 @@
+"""Damaged or mismatched model files through the real CLI (`ssdtrt detect`): one `error:` line naming the file and
+the problem, a non-zero exit, no traceback. One test per fault; the library-level checks (`verify_artifact`) too."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ssdtrt.errors import ManifestError
+from ssdtrt.manifest import (
+    UnverifiedArtifactWarning,
+    read_manifest,
+    stamp_artifact,
+    verify_artifact,
+    write_manifest,
+)
+
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "ssdtrt.cli.app", *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=ROOT)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "im.png"
+    cv2.imwrite(str(path), np.full((64, 64, 3), 127, np.uint8))
+    return path
+
+
+def copy_pair(src: Path, folder: Path) -> Path:
+    """Copy an artifact with its manifest (and an OpenVINO .bin) into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in (src, src.with_suffix(".json"), src.with_suffix(".bin")):
+        if p.is_file() and not (p.suffix == ".bin" and src.suffix != ".xml"):
+            shutil.copy2(p, folder / p.name)
+    return folder / src.name
+
+
+def detect(model: Path, image: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return cli("detect", str(model), str(image), "--out", str(out), "--no-images", *extra)
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def ir(small_raw_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("openvino")
+    from ssdtrt.engines.openvino_builder import build_openvino
+
+    onnx_copy = copy_pair(small_raw_onnx, tmp_path_factory.mktemp("ir_src"))
+    return build_openvino(onnx_copy, tmp_path_factory.mktemp("ir") / "small_raw.xml", validate=False).engine_path
+
+
+def test_manifest_records_sha256_and_size_of_every_file(small_raw_onnx: Path, ir: Path) -> None:
+    import hashlib
+
+    m = read_manifest(small_raw_onnx)
+    assert m.artifact_size == small_raw_onnx.stat().st_size
+    assert m.artifact_sha256 == hashlib.sha256(small_raw_onnx.read_bytes()).hexdigest()
+    m = read_manifest(ir)
+    assert m.artifact_sha256 == hashlib.sha256(ir.read_bytes()).hexdigest()
+    assert m.weights_sha256 == hashlib.sha256(ir.with_suffix(".bin").read_bytes()).hexdigest()
+    assert m.weights_size == ir.with_suffix(".bin").stat().st_size
+
+
+def test_truncated_onnx(small_raw_onnx: Path, image: Path, tmp_path: Path) -> None:
+    model = copy_pair(small_raw_onnx, tmp_path / "m")
+    truncate(model)
+    assert_one_line_error(detect(model, image, tmp_path / "out"), str(model), "bytes but its manifest",
+                          str(model.with_suffix(".json")))
+
+
+def test_corrupted_onnx_same_size(small_raw_onnx: Path, image: Path, tmp_path: Path) -> None:
+    model = copy_pair(small_raw_onnx, tmp_path / "m")
+    flip_middle_byte(model)
+    assert_one_line_error(detect(model, image, tmp_path / "out"), str(model), "sha256", str(model.with_suffix(".json")))
+    # --no-verify skips only the hash: the corrupt weights then reach ONNX Runtime (still one line, or it runs)
+    proc = detect(model, image, tmp_path / "out2", "--no-verify")
+    assert "Traceback" not in proc.stderr
+
+
+def test_truncated_xml(ir: Path, image: Path, tmp_path: Path) -> None:
+    model = copy_pair(ir, tmp_path / "m")
+    truncate(model)
+    assert_one_line_error(detect(model, image, tmp_path / "out"), str(model), "bytes but its manifest")
+
+
+def test_corrupted_bin_same_size(ir: Path, image: Path, tmp_path: Path) -> None:
+    model = copy_pair(ir, tmp_path / "m")
+    flip_middle_byte(model.with_suffix(".bin"))
+    assert_one_line_error(detect(model, image, tmp_path / "out"), str(model.with_suffix(".bin")), "sha256",
+                          str(model.with_suffix(".json")))
+
+
+def test_truncated_plan(small_raw_onnx: Path, image: Path, tmp_path: Path) -> None:
+    """Without TensorRT only the size/hash check can judge a plan: it runs before TensorRT is imported."""
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(os.urandom(4096))
+    m = read_manifest(small_raw_onnx)
+    m.kind, m.artifact = "tensorrt", plan.name
+    m.engine = {"backend": "tensorrt", "tensorrt_version": "10.13.0", "gpu_name": "NVIDIA A10", "compute_capability": "8.6"}
+    write_manifest(plan, stamp_artifact(m, plan))
+    truncate(plan)
+    assert_one_line_error(detect(plan, image, tmp_path / "out"), str(plan), "2048 bytes but its manifest", "4096")
+
+
+def test_truncated_checkpoint(small_checkpoint: Path, image: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "m.pt"
+    shutil.copy2(small_checkpoint, ckpt)
+    truncate(ckpt)
+    assert_one_line_error(detect(ckpt, image, tmp_path / "out"), str(ckpt))
+
+
+def test_corrupted_checkpoint(small_checkpoint: Path, image: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "m.pt"
+    shutil.copy2(small_checkpoint, ckpt)
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 3: len(data) // 3 + 64] = os.urandom(64)  # inside a stored tensor record
+    ckpt.write_bytes(bytes(data))
+    assert_one_line_error(detect(ckpt, image, tmp_path / "out"), str(ckpt))
+
+
+def test_manifest_from_another_model(small_raw_onnx: Path, image: Path, tmp_path: Path) -> None:
+    """Same preset, other weights: every field of the manifest fits, only the recorded hash tells them apart."""
+    from ssdtrt.export.onnx_export import export_model
+    from ssdtrt.model.ssd import build_model
+
+    torch.manual_seed(1)
+    other = export_model(build_model("ssd-small").eval(), tmp_path / "other" / "small_raw.onnx", mode="raw",
+                         dynamic_batch=True)
+    model = copy_pair(small_raw_onnx, tmp_path / "m")
+    shutil.copy2(other.manifest_path, model.with_suffix(".json"))  # the hand-copied sidecar
+    line = assert_one_line_error(detect(model, image, tmp_path / "out"), str(model), str(model.with_suffix(".json")))
+    assert "sha256" in line or "bytes but" in line
+
+
+def test_engine_class_count_differs_from_manifest(ir: Path, image: Path, tmp_path: Path) -> None:
+    model = copy_pair(ir, tmp_path / "m")
+    doc = json.loads(model.with_suffix(".json").read_text())
+    doc["num_classes"] += 1
+    doc["class_names"].append("extra")  # a consistent but wrong manifest: the IR has one class fewer
+    model.with_suffix(".json").write_text(json.dumps(doc))
+    assert_one_line_error(detect(model, image, tmp_path / "out"), str(model), "classes, its manifest says")
+
+
+def test_nan_weights(tmp_path: Path, image: Path) -> None:
+    from ssdtrt.model.checkpoint import save_checkpoint
+    from ssdtrt.model.ssd import build_model
+
+    model = build_model("ssd-small").eval()
+    with torch.no_grad():
+        next(iter(model.parameters())).view(-1)[0] = float("nan")
+    ckpt = save_checkpoint(tmp_path / "nan.pt", model)
+    assert_one_line_error(detect(ckpt, image, tmp_path / "out"), str(ckpt), "NaN or inf")
+    assert_one_line_error(cli("export", str(ckpt), "--out", str(tmp_path / "nan.onnx")), str(ckpt), "NaN or inf")
+    assert not (tmp_path / "nan.onnx").exists()
+
+
+def test_verify_artifact_library_contract(small_raw_onnx: Path, tmp_path: Path) -> None:
+    model = copy_pair(small_raw_onnx, tmp_path / "m")
+    m = read_manifest(model)
+    verify_artifact(m, model)  # intact
+    flip_middle_byte(model)
+    verify_artifact(m, model, verify_hash=False)  # same size: only the hash can tell
+    with pytest.raises(ManifestError, match="sha256") as err:
+        verify_artifact(m, model)
+    assert "\n" not in str(err.value) and str(model) in str(err.value) and str(model.with_suffix(".json")) in str(err.value)
+    truncate(model)
+    with pytest.raises(ManifestError, match="bytes but its manifest"):
+        verify_artifact(m, model, verify_hash=False)  # the size is always checked
+    from dataclasses import replace
+
+    old = replace(m, artifact_sha256="", artifact_size=-1)  # a manifest from before the integrity fields
+    with pytest.warns(UnverifiedArtifactWarning, match="records no sha256"):
+        verify_artifact(old, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UnverifiedArtifactWarning):
+            verify_artifact(old, model)
+
+
+def test_older_manifest_is_accepted_with_one_warning_line(small_raw_onnx: Path, image: Path, tmp_path: Path) -> None:
+    model = copy_pair(small_raw_onnx, tmp_path / "m")
+    doc = json.loads(model.with_suffix(".json").read_text())
+    for key in ("artifact_sha256", "artifact_size", "weights_sha256", "weights_size"):
+        doc.pop(key)
+    model.with_suffix(".json").write_text(json.dumps(doc))
+    proc = detect(model, image, tmp_path / "out")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "records no sha256" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and str(model) in lines[0], proc.stderr
