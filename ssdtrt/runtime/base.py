@@ -9,7 +9,10 @@ A runner is created from an artifact and its manifest; it knows nothing about im
 from __future__ import annotations
 
 import abc
+import os
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -34,6 +37,8 @@ class Runner(abc.ABC):
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.is_active = False
+        self._async_pool: ThreadPoolExecutor | None = None
+        self._async_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -46,6 +51,7 @@ class Runner(abc.ABC):
 
     def deactivate(self) -> None:
         if self.is_active:
+            self._shutdown_async()
             self._deactivate()
             self.is_active = False
 
@@ -68,6 +74,36 @@ class Runner(abc.ABC):
         start = time.perf_counter()
         outputs = self.infer(feeds)
         return outputs, {"inference": (time.perf_counter() - start) * 1e3}
+
+    # ------------------------------------------------------------------------------------------ throughput mode
+    def optimal_in_flight(self) -> int:
+        """How many `infer_async` requests keep this backend busy (the default: one per pair of cores, at least 2 —
+        one request computes while the next one's inputs are handed over). Backends override it with their own
+        figure (OpenVINO's optimal number of infer requests, TensorRT's execution contexts)."""
+        return max(2, (os.cpu_count() or 2) // 2)
+
+    def infer_async(self, feeds: dict[str, np.ndarray]) -> Future[dict[str, np.ndarray]]:
+        """Start `infer(feeds)` and return at once; the Future holds the outputs (or the exception).
+
+        The default runs `_infer` on a pool of `optimal_in_flight()` threads: right for backends whose `infer`
+        releases the GIL and may be called concurrently. Callers bound how many futures they keep pending.
+        """
+        if not self.is_active:
+            self.activate()
+        return self._pool().submit(self._infer, feeds)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._async_lock:
+            if self._async_pool is None:
+                self._async_pool = ThreadPoolExecutor(self.optimal_in_flight(), thread_name_prefix=f"ssdtrt-{self.backend}")
+            return self._async_pool
+
+    def _shutdown_async(self) -> None:
+        """Wait for pending async requests and drop the pool (before `_deactivate` frees what they use)."""
+        with self._async_lock:
+            pool, self._async_pool = self._async_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     @abc.abstractmethod
     def _activate(self) -> None: ...
