@@ -79,6 +79,7 @@ class OpenVINORunner(Runner):
         self.num_requests = num_requests
         self._queue: Any = None
         self._queue_lock = threading.Lock()
+        self._pending: set[Future[dict[str, np.ndarray]]] = set()
         self.num_threads = num_threads
         self.num_streams = num_streams
         self._compiled: Any = None
@@ -122,8 +123,15 @@ class OpenVINORunner(Runner):
         self._request = self._compiled.create_infer_request()
 
     def _deactivate(self) -> None:
-        if self._queue is not None:
-            self._queue.wait_all()
+        # wait on our own futures, not `AsyncInferQueue.wait_all()`: that one holds the GIL while the completion
+        # callbacks need it (a deadlock once a callback is still running)
+        with self._queue_lock:
+            pending, self._pending = list(self._pending), set()
+        for future in pending:
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - its caller sees the error; here we only wait for it to end
+                pass
         self._queue = None
         self._request = None
         self._compiled = None
@@ -146,6 +154,10 @@ class OpenVINORunner(Runner):
         future: Future[dict[str, np.ndarray]] = Future()
         future.set_running_or_notify_cancel()
         inputs = {name: np.ascontiguousarray(arr) for name, arr in feeds.items()}
+        problem = self._feed_problem(inputs)
+        if problem is not None:  # a request failing inside OpenVINO never calls back: refuse it here instead
+            future.set_exception(ValueError(f"{self.path}: {problem}"))
+            return future
         with self._queue_lock:  # start_async is not meant for several submitting threads at once
             if self._queue is None:
                 ov = import_openvino()
@@ -155,7 +167,20 @@ class OpenVINORunner(Runner):
                 self._queue.start_async(inputs, future)
             except Exception as err:  # noqa: BLE001 - wrong shapes / types surface as OpenVINO RuntimeErrors
                 future.set_exception(err)
+            else:
+                self._pending.add(future)
+                future.add_done_callback(self._pending.discard)
         return future
+
+    def _feed_problem(self, inputs: dict[str, np.ndarray]) -> str | None:
+        ov = import_openvino()
+        for port in self._compiled.inputs:
+            arr = next((inputs[n] for n in port.get_names() if n in inputs), None)
+            if arr is None:
+                return f"no feed for input {port.get_any_name()!r} (got {sorted(inputs)})"
+            if not port.get_partial_shape().compatible(ov.PartialShape(list(arr.shape))):
+                return f"input {port.get_any_name()!r} has shape {tuple(arr.shape)}, the model takes {port.get_partial_shape()}"
+        return None
 
     def _on_done(self, request: Any, future: Future[dict[str, np.ndarray]]) -> None:
         try:  # copies: the request's output memory is reused by its next run
