@@ -212,6 +212,13 @@ class OpenVINORunner(Runner):
         return out
 
     @property
+    def compiled_model(self) -> Any:
+        """The `ov.CompiledModel` (activating the runner if needed): for tools that drive OpenVINO directly."""
+        if self._compiled is None:
+            self.activate()
+        return self._compiled
+
+    @property
     def fixed_batch(self) -> int | None:
         """The static batch size of the input, or None for a dynamic batch (as `OnnxRuntimeRunner.fixed_batch`)."""
         dim = self.manifest.inputs[0].shape[0]
