@@ -113,7 +113,7 @@ def bench_throughput(
         try:
             report.results.append(measure_model(model, images, settings, progress))
         except SSDTRTError as err:
-            report.errors.append(f"{model}: {err}")
+            report.errors.append(str(err) if str(model) in str(err) else f"{model}: {err}")
     return report
 
 

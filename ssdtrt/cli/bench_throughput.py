@@ -57,7 +57,7 @@ def throughput_cmd(
 
         report = bench_throughput(models, settings, progress)
     for line in report.errors:
-        err.print(f"[red]error:[/] {line}", highlight=False)
+        err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
     if not report.results:
         return 1
     data_out = report.to_dict()
