@@ -16,6 +16,11 @@ mkdir -p runs/bench/resnet50 runs/bench/demo
 [ -f $R50-raw-int8.onnx ] || $SSDTRT export $R50.pt --mode raw --dynamic-batch --precision int8 \
   --calib-data synthetic --calib-images 64 --calib-method percentile --reduce-range --out $R50-raw-int8.onnx
 [ -f $R50-raw-int8.xml ] || $SSDTRT build-engine $R50-raw-int8.onnx --backend openvino --out $R50-raw-int8.xml
+# the same with 8000 candidates per image (a trained detector's heavier postprocess load; the "18 ms" case)
+[ -f $R50-c8000.pt ] || $SSDTRT init-weights --preset ssd300-resnet50 --seed 0 --score-candidates 8000 --out $R50-c8000.pt
+[ -f $R50-c8000-raw-int8.onnx ] || $SSDTRT export $R50-c8000.pt --mode raw --dynamic-batch --precision int8 \
+  --calib-data synthetic --calib-images 64 --calib-method percentile --reduce-range --out $R50-c8000-raw-int8.onnx
+[ -f $R50-c8000-raw-int8.xml ] || $SSDTRT build-engine $R50-c8000-raw-int8.onnx --backend openvino --out $R50-c8000-raw-int8.xml
 # the demo's INT8 OpenVINO engine (trained ssd-small)
 [ -f $DEMO ] || cp runs/demo/engines/ssd-small-raw-int8.* runs/bench/demo/
 
@@ -44,3 +49,11 @@ PY
   done; } 2>&1 | tee $OUT/detect-cli.txt
 # 4. memory over a long input: RSS after 1,000 and 10,000 images, and over a 3,000-frame video
 PYTHONPATH=. $PY $OUT/rss.py $DEMO --images 10000 --frames 3000 --out $OUT/rss.json
+# 5. batch-1 latency of SSD300-ResNet50 INT8 (1000 and 8000 candidates): end to end vs inference, one run
+$SSDTRT bench latency $R50-raw-int8.xml $R50-c8000-raw-int8.xml --batch-sizes 1 --warmup 5 --iters 100 \
+  --max-seconds 20 --min-iters 20 --image-size 480x640 \
+  --json $OUT/latency-r50-int8.json --markdown $OUT/latency-r50-int8.md
+# 6. profiles: where the pipeline's CPU goes (per image), and the postprocess before / after this branch
+for m in $R50-raw-int8.xml $DEMO; do PYTHONPATH=. $PY $OUT/profile_stages.py $m --seconds 10; done 2>&1 | tee $OUT/profile-stages.txt
+for m in $R50-raw-int8.xml $R50-c8000-raw-int8.xml $DEMO; do PYTHONPATH=. $PY $OUT/profile_postprocess.py $m; done 2>&1 \
+  | tee $OUT/profile-postprocess.txt
