@@ -2,8 +2,8 @@
 
     PYTHONPATH=. python benchmarks/throughput/profile_stages.py MODEL [--seconds 10] [--batch 1] [--image-size 480x640]
 
-Runs `bench throughput`'s bare loop and pipeline on one runner, and samples every thread's CPU time
-(/proc/self/task/*/stat utime+stime, grouped by thread name) over the pipeline run. Also times preprocess and
+Runs `bench throughput`'s bare loop and pipeline on one runner, and samples the CPU time of every thread of the
+process (/proc/self/task/*/stat utime+stime) over the pipeline run: CPU ms per image and the share of the cores used. Also times preprocess and
 postprocess alone (one thread) per image. Ceiling on the ratio when every core is busy:
 inference core-ms per image ÷ (inference + preprocess + postprocess + overhead core-ms per image).
 """
@@ -77,8 +77,7 @@ def main() -> None:
         count, elapsed, _ = pipeline_run(det, images, ss, settings, None)
         cpu1, wall = thread_cpu_s(), time.perf_counter() - wall0
     cores = len(os.sched_getaffinity(0))
-    per_thread = {k: round((cpu1.get(k, 0) - cpu0.get(k, 0)) * 1e3 / count, 3) for k in cpu1}
-    per_thread = {k: v for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1]) if v > 0}
+    cpu_s = sum(cpu1.values()) - sum(cpu0.values())
     infer_core_ms = cores * 1e3 / bare_ips
     pre, post = float(np.median(pre_ms)), float(np.median(post_ms))
     report = {
@@ -88,8 +87,8 @@ def main() -> None:
         "inference_core_ms_per_image": round(infer_core_ms, 3),
         "preprocess_ms_per_image_alone": round(pre, 3), "postprocess_ms_per_image_alone": round(post, 3),
         "ratio_ceiling_if_cores_saturated": round(infer_core_ms / (infer_core_ms + pre + post), 3),
-        "process_cpu_utilization_during_pipeline": round(sum(cpu1.values()) - sum(cpu0.values()), 2) / wall / cores,
-        "cpu_ms_per_image_by_thread": per_thread,
+        "process_cpu_ms_per_image_in_pipeline": round(cpu_s * 1e3 / count, 3),
+        "share_of_cores_used_by_pipeline": round(cpu_s / wall / cores, 3),
     }
     text = json.dumps(report, indent=2)
     print(text)
