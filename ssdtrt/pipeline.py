@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, fields, replace
 from typing import Any
 
@@ -184,6 +184,25 @@ class Detector:
             timings["postprocess"] += (t3 - t2) * 1e3
         self.last_timings_ms = timings
         return results
+
+    def stream(
+        self,
+        inputs: Iterable[Any],
+        *,
+        batch_size: int | None = None,
+        in_flight: int | None = None,
+        on_error: str = "raise",
+    ) -> Iterator[Any]:
+        """Throughput mode: `StreamResult`s (name, image_rgb, detections in pixels) for every decoded image, image
+        path or video path (one per frame) of `inputs`, in input order, with decoding, preprocess, several inference
+        requests and postprocess overlapped; memory bounded by the queue depth. See `ssdtrt.stream`.
+
+        batch_size / in_flight: None = the backend's choice. on_error: "raise" or "yield" unreadable inputs.
+        """
+        from ssdtrt.stream import StreamSettings, stream_detect
+
+        settings = StreamSettings(batch_size=batch_size, in_flight=in_flight, on_error=on_error)
+        return stream_detect(self, inputs, settings)
 
     def describe(self) -> dict[str, Any]:
         """Settings for reports: backend, precision, export mode, effective postprocess."""

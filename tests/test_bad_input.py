@@ -226,12 +226,13 @@ def test_cli_mix_of_good_and_bad(onnx_model: Path, tmp_path: Path) -> None:
     assert "no such file" in next(ln for ln in lines if "missing.jpg" in ln)
 
     written = sorted(p.name for p in out.iterdir())
-    expected_images = ["big.jpg", "clip_000000.jpg", "clip_000001.jpg", "clip_000002.jpg", "deep.png", "dot.png",
-                       "gray.png", "photo.jpg", "rgba.png"]
-    assert written == sorted([*expected_images, "detections.json"])
+    expected_images = ["big.jpg", "deep.png", "dot.png", "gray.png", "photo.jpg", "rgba.png"]
+    assert written == sorted([*expected_images, "clip.mp4", "detections.json"])  # the video as an annotated video
     for name in expected_images:  # annotated copies have the original size
-        src_shape = (64, 96) if name.startswith("clip") else read_image(good[name]).shape[:2]
-        assert cv2.imread(str(out / name)).shape[:2] == src_shape
+        assert cv2.imread(str(out / name)).shape[:2] == read_image(good[name]).shape[:2]
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3 and cap.read()[1].shape[:2] == (64, 96)
+    cap.release()
     records = json.loads((out / "detections.json").read_text())
     files = [str(good[n]) for n in ("photo.jpg", "gray.png", "rgba.png", "deep.png", "dot.png", "big.jpg")]
     files += [f"{good['clip.avi']}#frame={i}" for i in range(3)]

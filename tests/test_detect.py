@@ -135,8 +135,17 @@ def test_same_names_from_two_folders_and_video_frames(small_raw_onnx: Path, tmp_
     out = tmp_path / "out"
     assert main(["detect", str(small_raw_onnx), str(a), str(b), str(video), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["clip_000000.jpg", "clip_000001.jpg", "detections.json", "im0.png", "im0_2.png"]
+    assert names == ["clip.mp4", "detections.json", "im0.png", "im0_2.png"]  # the video as an annotated video
     np.testing.assert_array_equal(cv2.imread(str(out / "im0.png")).shape, cv2.imread(str(a)).shape)
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    frames = []
+    while (frame := cap.read()[1]) is not None:
+        frames.append(frame)
+    cap.release()
+    assert len(frames) == 2 and frames[0].shape == (48, 64, 3)
+    out2 = tmp_path / "out2"  # --frames: every annotated frame as an image too
+    assert main(["detect", str(small_raw_onnx), str(video), "--out", str(out2), "--frames", "--sequential"]) == 0
+    assert sorted(p.name for p in out2.iterdir()) == ["clip.mp4", "clip_000000.jpg", "clip_000001.jpg", "detections.json"]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from ssdtrt.cli.common import DataOption
 def register(app: typer.Typer) -> None:
     bench = typer.Typer(
         name="bench",
-        help="Benchmarks: end-to-end and per-stage latency across backends; postprocess implementations.",
+        help="Benchmarks: end-to-end and per-stage latency across backends; pipeline throughput; postprocess implementations.",
         no_args_is_help=True,
     )
     bench.command("latency")(latency_cmd)
@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
         pass
     else:
         register_postprocess(bench)
+    from ssdtrt.cli.bench_throughput import register_throughput
+
+    register_throughput(bench)
     app.add_typer(bench, name="bench")
 
 

@@ -1,12 +1,14 @@
 """`ssdtrt detect MODEL INPUTS... --out DIR`: run a model on images, folders, globs and videos.
 
-Writes annotated copies (boxes, class names, scores) and `DIR/detections.json` (COCO results). A bad input gets one
-line on stderr naming it and why; the others are still processed; the exit code is 1 if any input failed.
+Writes annotated copies (boxes, class names, scores; videos as annotated .mp4) and `DIR/detections.json` (COCO
+results). A bad input gets one line on stderr naming it and why; the others are still processed; the exit code is 1
+if any input failed. By default the inputs go through `Detector.stream` (throughput mode: decoding, preprocess,
+several inference requests and postprocess overlapped); `--sequential` runs the stages one after another.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -50,7 +52,24 @@ def detect_cmd(
         Optional[int],  # noqa: UP007
         typer.Option("--max-detections", min=1, help="Detections per image at most (default: the model's)."),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per inference call.")] = 8,
+    batch_size: Annotated[
+        Optional[int],  # noqa: UP007
+        typer.Option("--batch-size", min=1, help="Images per inference call (default: the backend's choice when "
+                     "streaming, 1 on CPUs or the model's static batch; 8 with --sequential)."),
+    ] = None,
+    requests: Annotated[
+        Optional[int],  # noqa: UP007
+        typer.Option("--requests", min=1, help="Inference requests in flight at once (default: the backend's "
+                     "optimal number, e.g. OpenVINO's OPTIMAL_NUMBER_OF_INFER_REQUESTS)."),
+    ] = None,
+    sequential: Annotated[
+        bool, typer.Option("--sequential", help="Run read → preprocess → infer → postprocess one after another "
+                           "(one request in flight, latency-mode runner): the pre-throughput-mode path, for debugging."),
+    ] = False,
+    frames: Annotated[
+        bool, typer.Option("--frames", help="Also write every annotated video frame as <video>_<frame>.jpg "
+                           "(videos are always written as annotated .mp4 files unless --no-images)."),
+    ] = False,
     no_images: Annotated[
         bool, typer.Option("--no-images", help="Write only detections.json, no annotated images.")
     ] = False,
@@ -75,46 +94,54 @@ def detect_cmd(
     _check_model_path(model)
     sources = expand_inputs(inputs)
     options = {**_runner_options(model, backend, device), "verify_hash": not no_verify}
-    detector = _open_detector(model, backend, score_threshold, iou_threshold, max_detections, batch_size, device, options)
-    run = _Run(out=out, write_images=not no_images)
+    if not sequential:
+        from ssdtrt.runtime import backend_for
+        from ssdtrt.stream import throughput_runner_options
+
+        options = {**throughput_runner_options(backend_for(model, backend)[1], requests), **options}
+    detector = _open_detector(
+        model, backend, score_threshold, iou_threshold, max_detections, batch_size or 8, device, options
+    )
+    from ssdtrt.stream.outputs import DetectOutputs
+
+    sink = DetectOutputs(out=out, write_images=not no_images, write_frames=frames)
     out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     try:
-        with _progress(err_con, sources) as progress:
+        with _progress(err_con) as progress:
             task = progress.add_task("detecting", total=_estimate_total(sources))
-            run.report = lambda msg: progress.console.print(msg, markup=False, highlight=False, soft_wrap=True)
-            run.advance = lambda n: progress.advance(task, n)
-            _process(detector, sources, run)
+            sink.report = lambda msg: progress.console.print(msg, markup=False, highlight=False, soft_wrap=True)
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+
+            try:
+                if sequential:
+                    _run_sequential(detector, sources, sink, advance)
+                else:
+                    _run_stream(detector, sources, sink, batch_size, advance)
+            finally:
+                sink.close()
     finally:
         detector.close()
+    seconds = time.perf_counter() - start
     from ssdtrt.cocojson import category_ids_from_manifest, write_coco_results
 
     cats = category_ids_from_manifest(detector.manifest)
     if cats is not None:
-        for rec in run.records:
+        for rec in sink.records:
             rec["category_id"] = int(cats[rec["category_id"] - 1])
-    results_path = write_coco_results(out / RESULTS_FILE, run.records)
-    what = "" if no_images else f", annotated images in {out}"
+    results_path = write_coco_results(out / RESULTS_FILE, sink.records)
+    what = "" if no_images else f", annotated images{' and videos' if sink.videos else ''} in {out}"
+    rate = f" in {seconds:.1f} s ({sink.images / seconds:.1f} images/s)" if seconds > 0 else ""
     console().print(
-        f"{run.images} image(s), {len(run.records)} detection(s) (score > {detector.settings.score_threshold:g}) "
-        f"→ {results_path}{what}" + (f"; {run.failures} input(s) failed" if run.failures else ""),
+        f"{sink.images} image(s){rate}, {len(sink.records)} detection(s) "
+        f"(score > {detector.settings.score_threshold:g}) → {results_path}{what}"
+        + (f"; {sink.failures} input(s) failed" if sink.failures else ""),
         markup=False, highlight=False, soft_wrap=True,
     )
-    if run.failures:
+    if sink.failures:
         raise typer.Exit(1)
-
-
-@dataclass
-class _Run:
-    """Mutable state of one detect run (kept out of module globals)."""
-
-    out: Path
-    write_images: bool
-    records: list[dict[str, Any]] = field(default_factory=list)
-    used_names: set[str] = field(default_factory=set)
-    images: int = 0
-    failures: int = 0
-    report: Any = print
-    advance: Any = lambda n: None  # noqa: E731
 
 
 def _check_model_path(model: Path) -> None:
@@ -180,11 +207,17 @@ def _open_detector(
     return detector
 
 
-def _progress(con: Any, sources: list[Any]) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _progress(con: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class ImagesPerSecond(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:.1f} images/s")
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ImagesPerSecond(), TimeElapsedColumn(),
         console=con, disable=not con.is_terminal, transient=False,
     )
 
@@ -198,51 +231,38 @@ def _estimate_total(sources: list[Any]) -> int | None:
     return total or None
 
 
-def _process(detector: Detector, sources: list[Any], run: _Run) -> None:
-    """Stream inputs, batch the good ones, report the bad ones (one line each)."""
+def _run_stream(detector: Detector, sources: list[Any], sink: Any, batch_size: int | None, advance: Any) -> None:
+    """Throughput mode: decode, preprocess, several inference requests and postprocess overlapped, in input order."""
+    for result in detector.stream(sources, batch_size=batch_size, on_error="yield"):
+        if result.ok:
+            sink.add(result.name, result.image_rgb, result.detections, result.path, result.frame)
+        else:
+            sink.error(result.error, result.path)
+        advance(1)
+
+
+def _run_sequential(detector: Detector, sources: list[Any], sink: Any, advance: Any) -> None:
+    """The one-stage-after-another path (`--sequential`): read ahead in a thread, then detect batch by batch."""
     from ssdtrt.imageio import iter_inputs, prefetch
 
     pending: list[InputItem] = []
+
+    def flush() -> None:
+        images: list[np.ndarray] = [it.image_rgb for it in pending]  # type: ignore[misc]
+        for item, dets in zip(pending, detector.detect(images)):
+            sink.add(item.name, item.image_rgb, dets, item.path, item.frame)
+            advance(1)
+        pending.clear()
+
     for item in prefetch(iter_inputs(sources), depth=2 * detector.batch_size):
         if not item.ok:
-            run.failures += 1
-            run.report(f"error: {item.error}")
-            run.advance(1)
+            if pending:
+                flush()  # keep the output order (a video's frames before its own error)
+            sink.error(item.error, item.path)
+            advance(1)
             continue
         pending.append(item)
         if len(pending) >= detector.batch_size:
-            _flush(detector, pending, run)
-            pending = []
+            flush()
     if pending:
-        _flush(detector, pending, run)
-
-
-def _flush(detector: Detector, items: list[InputItem], run: _Run) -> None:
-    from ssdtrt.cocojson import coco_records
-    from ssdtrt.errors import SSDTRTError
-
-    images: list[np.ndarray] = [it.image_rgb for it in items]  # type: ignore[misc]
-    for item, dets in zip(items, detector.detect(images)):
-        run.images += 1
-        if run.write_images:
-            try:
-                _write_annotated(item, dets, run)
-            except (OSError, SSDTRTError) as err:  # one bad write must not stop the run
-                run.failures += 1
-                run.report(f"error: {item.name}: cannot write the annotated image ({err})")
-        run.records.extend(coco_records(dets, image_id=run.images, file_name=item.name))
-        run.advance(1)
-
-
-def _write_annotated(item: InputItem, dets: Any, run: _Run) -> None:
-    from ssdtrt.visualize import annotated_suffix, draw_detections, write_image
-
-    assert item.path is not None and item.image_rgb is not None
-    stem = item.path.stem if item.frame is None else f"{item.path.stem}_{item.frame:06d}"
-    suffix = annotated_suffix(item.path.suffix if item.frame is None else ".jpg")
-    name, n = f"{stem}{suffix}", 1
-    while name.lower() in run.used_names:  # same stem from two folders: keep both
-        n += 1
-        name = f"{stem}_{n}{suffix}"
-    run.used_names.add(name.lower())
-    write_image(run.out / name, draw_detections(item.image_rgb, dets))
+        flush()

@@ -71,7 +71,8 @@ def open_runner(path: str | os.PathLike[str], backend: str | None = None, **opti
     """A runner for a checkpoint, ONNX, OpenVINO IR or TensorRT plan (not yet activated).
 
     `options` go to the runner: torch (device, autocast_bf16), onnxruntime (providers, intra_op_threads,
-    inter_op_threads), openvino (device, precision_hint, num_threads, num_streams), tensorrt (buffers, device_index);
+    inter_op_threads, performance_mode, num_requests), openvino (device, precision_hint, num_threads, num_streams,
+    performance_mode, num_requests), tensorrt (buffers, device_index, in_flight);
     every backend: `verify_hash` (default True: the artifact's sha256 is checked against its manifest on activate).
     """
     artifact, chosen = backend_for(path, backend)

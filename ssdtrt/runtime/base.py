@@ -9,8 +9,10 @@ A runner is created from an artifact and its manifest; it knows nothing about im
 from __future__ import annotations
 
 import abc
+import os
+import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -38,6 +40,8 @@ class Runner(abc.ABC):
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self.is_active = False
+        self._async_pool: ThreadPoolExecutor | None = None
+        self._async_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -51,6 +55,7 @@ class Runner(abc.ABC):
 
     def deactivate(self) -> None:
         if self.is_active:
+            self._shutdown_async()
             self._deactivate()
             self.is_active = False
 
@@ -74,18 +79,35 @@ class Runner(abc.ABC):
         outputs = self.infer(feeds)
         return outputs, {"inference": (time.perf_counter() - start) * 1e3}
 
+    # ------------------------------------------------------------------------------------------ throughput mode
     def optimal_in_flight(self) -> int:
-        """How many `infer_async` requests are worth keeping in flight (1: no overlap by default)."""
-        return 1
+        """How many `infer_async` requests keep this backend busy (the default: one per pair of cores, at least 2 —
+        one request computes while the next one's inputs are handed over). Backends override it with their own
+        figure (OpenVINO's optimal number of infer requests, TensorRT's execution contexts)."""
+        return max(2, (os.cpu_count() or 2) // 2)
 
     def infer_async(self, feeds: dict[str, np.ndarray]) -> Future[dict[str, np.ndarray]]:
-        """`infer` as a Future (default: computed now, in the caller's thread; backends that overlap override it)."""
-        future: Future[dict[str, np.ndarray]] = Future()
-        try:
-            future.set_result(self.infer(feeds))
-        except Exception as err:  # noqa: BLE001  (delivered through the future, as an executor would)
-            future.set_exception(err)
-        return future
+        """Start `infer(feeds)` and return at once; the Future holds the outputs (or the exception).
+
+        The default runs `_infer` on a pool of `optimal_in_flight()` threads: right for backends whose `infer`
+        releases the GIL and may be called concurrently. Callers bound how many futures they keep pending.
+        """
+        if not self.is_active:
+            self.activate()
+        return self._pool().submit(self._infer, feeds)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._async_lock:
+            if self._async_pool is None:
+                self._async_pool = ThreadPoolExecutor(self.optimal_in_flight(), thread_name_prefix=f"ssdtrt-{self.backend}")
+            return self._async_pool
+
+    def _shutdown_async(self) -> None:
+        """Wait for pending async requests and drop the pool (before `_deactivate` frees what they use)."""
+        with self._async_lock:
+            pool, self._async_pool = self._async_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _verify_artifact(self) -> None:
         """The file on disk is the one the manifest describes (ManifestError otherwise; see manifest.verify_artifact)."""

@@ -5,11 +5,17 @@
 
 Inference precision is a compile-time hint (`f32` or `bf16`); a Q/DQ ONNX runs its quantized layers in int8
 whatever the hint. On a CPU without bf16 instructions OpenVINO keeps f32: `describe()` reports what it compiled to.
+
+`performance_mode="throughput"` compiles with OpenVINO's THROUGHPUT hint (several CPU streams) and serves
+`infer_async` from an `AsyncInferQueue` of the compiled model's optimal number of infer requests (what
+`benchmark_app -hint throughput` does); the default LATENCY hint gives one request all cores.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,7 @@ from ssdtrt.manifest import Manifest, read_manifest
 from ssdtrt.runtime.base import Runner, TensorMeta
 
 PRECISION_HINTS = ("f32", "bf16")
+PERFORMANCE_MODES = ("latency", "throughput")
 INSTALL_HINT = 'pip install "ssdtrt[openvino]" (or: pip install openvino)'
 
 
@@ -33,7 +40,8 @@ def import_openvino() -> Any:
 
 
 class OpenVINORunner(Runner):
-    """One model compiled by OpenVINO for one device, with one infer request (latency oriented)."""
+    """One model compiled by OpenVINO for one device: one sync infer request, plus an AsyncInferQueue for
+    `infer_async` (created on first use; `num_requests` or the compiled model's optimal number of requests)."""
 
     backend = "openvino"
 
@@ -45,6 +53,8 @@ class OpenVINORunner(Runner):
         precision_hint: str | None = None,
         num_threads: int | None = None,
         num_streams: int | None = None,
+        performance_mode: str = "latency",
+        num_requests: int | None = None,
         manifest: Manifest | None = None,
     ) -> None:
         self.path = Path(path)
@@ -59,8 +69,17 @@ class OpenVINORunner(Runner):
             precision_hint = str(self.manifest.engine.get("precision_hint", "f32")) if self.manifest.kind == "openvino" else "f32"
         if precision_hint not in PRECISION_HINTS:
             raise ValueError(f"precision_hint must be one of {PRECISION_HINTS}, not {precision_hint!r}")
+        if performance_mode not in PERFORMANCE_MODES:
+            raise ValueError(f"performance_mode must be one of {PERFORMANCE_MODES}, not {performance_mode!r}")
+        if num_requests is not None and num_requests < 1:
+            raise ValueError(f"num_requests must be >= 1, got {num_requests}")
         self.device = device
         self.precision_hint = precision_hint
+        self.performance_mode = performance_mode
+        self.num_requests = num_requests
+        self._queue: Any = None
+        self._queue_lock = threading.Lock()
+        self._pending: set[Future[dict[str, np.ndarray]]] = set()
         self.num_threads = num_threads
         self.num_streams = num_streams
         self._compiled: Any = None
@@ -71,8 +90,9 @@ class OpenVINORunner(Runner):
         """The compile properties (keyed by OpenVINO property name) this runner passes to `compile_model`."""
         ov = import_openvino()
         props = ov.properties
+        mode = props.hint.PerformanceMode.THROUGHPUT if self.performance_mode == "throughput" else props.hint.PerformanceMode.LATENCY
         config: dict[str, Any] = {
-            props.hint.performance_mode(): props.hint.PerformanceMode.LATENCY,
+            props.hint.performance_mode(): mode,
             props.hint.inference_precision(): ov.Type.bf16 if self.precision_hint == "bf16" else ov.Type.f32,
         }
         if self.num_threads:
@@ -116,8 +136,72 @@ class OpenVINORunner(Runner):
                     )
 
     def _deactivate(self) -> None:
+        # wait on our own futures, not `AsyncInferQueue.wait_all()`: that one holds the GIL while the completion
+        # callbacks need it (a deadlock once a callback is still running)
+        with self._queue_lock:
+            pending, self._pending = list(self._pending), set()
+        for future in pending:
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - its caller sees the error; here we only wait for it to end
+                pass
+        self._queue = None
         self._request = None
         self._compiled = None
+
+    # ------------------------------------------------------------------------------------------ throughput mode
+    def optimal_in_flight(self) -> int:
+        """`num_requests` if given, else the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS (1 under the
+        LATENCY hint, the number of CPU streams under THROUGHPUT)."""
+        if self.num_requests:
+            return int(self.num_requests)
+        if self._compiled is None:
+            self.activate()
+        return max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+
+    def infer_async(self, feeds: dict[str, np.ndarray]) -> Future[dict[str, np.ndarray]]:
+        """Start a request on the AsyncInferQueue (blocks while every request is busy); the Future gets copies of
+        the outputs from OpenVINO's completion callback, or its exception."""
+        if not self.is_active:
+            self.activate()
+        future: Future[dict[str, np.ndarray]] = Future()
+        future.set_running_or_notify_cancel()
+        inputs = {name: np.ascontiguousarray(arr) for name, arr in feeds.items()}
+        problem = self._feed_problem(inputs)
+        if problem is not None:  # a request failing inside OpenVINO never calls back: refuse it here instead
+            future.set_exception(ValueError(f"{self.path}: {problem}"))
+            return future
+        with self._queue_lock:  # start_async is not meant for several submitting threads at once
+            if self._queue is None:
+                ov = import_openvino()
+                self._queue = ov.AsyncInferQueue(self._compiled, self.optimal_in_flight())
+                self._queue.set_callback(self._on_done)
+            try:
+                self._queue.start_async(inputs, future)
+            except Exception as err:  # noqa: BLE001 - wrong shapes / types surface as OpenVINO RuntimeErrors
+                future.set_exception(err)
+            else:
+                self._pending.add(future)
+                future.add_done_callback(self._pending.discard)
+        return future
+
+    def _feed_problem(self, inputs: dict[str, np.ndarray]) -> str | None:
+        ov = import_openvino()
+        for port in self._compiled.inputs:
+            arr = next((inputs[n] for n in port.get_names() if n in inputs), None)
+            if arr is None:
+                return f"no feed for input {port.get_any_name()!r} (got {sorted(inputs)})"
+            if not port.get_partial_shape().compatible(ov.PartialShape(list(arr.shape))):
+                return f"input {port.get_any_name()!r} has shape {tuple(arr.shape)}, the model takes {port.get_partial_shape()}"
+        return None
+
+    def _on_done(self, request: Any, future: Future[dict[str, np.ndarray]]) -> None:
+        try:  # copies: the request's output memory is reused by its next run
+            out = {name: np.array(request.get_output_tensor(i).data) for i, name in enumerate(self._output_names)}
+        except Exception as err:  # noqa: BLE001
+            future.set_exception(err)
+        else:
+            future.set_result(out)
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = {name: np.ascontiguousarray(arr) for name, arr in feeds.items()}
@@ -139,6 +223,13 @@ class OpenVINORunner(Runner):
             )
             out[name] = TensorMeta(name, np.dtype(port.get_element_type().to_dtype()), dims)
         return out
+
+    @property
+    def compiled_model(self) -> Any:
+        """The `ov.CompiledModel` (activating the runner if needed): for tools that drive OpenVINO directly."""
+        if self._compiled is None:
+            self.activate()
+        return self._compiled
 
     @property
     def fixed_batch(self) -> int | None:
@@ -167,10 +258,12 @@ class OpenVINORunner(Runner):
             "precision_hint": self.precision_hint,
             "num_threads": self.num_threads,
             "num_streams": self.num_streams,
+            "performance_mode": self.performance_mode,
             "export_mode": self.manifest.export_mode,
         }
         if self._compiled is not None:
-            for key in ("INFERENCE_PRECISION_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT"):
+            for key in ("INFERENCE_PRECISION_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "PERFORMANCE_HINT",
+                        "OPTIMAL_NUMBER_OF_INFER_REQUESTS"):
                 try:
                     value = self._compiled.get_property(key)
                 except Exception:  # noqa: BLE001 - a device may not report every property

@@ -1,0 +1,273 @@
+"""`ssdtrt bench throughput`: images per second of the whole overlapped pipeline next to the backend's bare throughput.
+
+    report = bench_throughput([Path("engines/model-int8.xml")], ThroughputSettings(seconds=20))
+    report.results[0].ratio          # pipeline images/s ÷ the backend's own throughput on the same model
+
+Per model, in one process and on one opened runner (throughput mode):
+- bare: the backend alone on a random input of the model's shape, as many requests in flight as the pipeline uses —
+  OpenVINO: an `AsyncInferQueue` loop without pre/post (what `benchmark_app -hint throughput` runs); ONNX Runtime:
+  concurrent `run` calls on the session; others: `infer_async` futures kept in flight;
+- pipeline: `Detector.stream` on decoded RGB images (cycled) → detections in pixels, with per-image latency;
+- sequential (optional): `Detector.detect` batch by batch on a latency-mode runner — the pre-stream `detect` path.
+Bare time is split into two halves around the pipeline run so machine drift hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.errors import SSDTRTError
+
+#: called with (model label, phase, seconds elapsed in the phase, planned seconds)
+Progress = Callable[[str, str, float, float], None]
+
+
+@dataclass(frozen=True)
+class ThroughputSettings:
+    """What every model is measured with (recorded in the JSON). None = the backend's choice."""
+
+    seconds: float = 10.0  # timed seconds of the pipeline (and as many of bare, split in two halves)
+    warmup_seconds: float = 2.0
+    requests: int | None = None  # inference requests in flight
+    batch_size: int | None = None  # images per request
+    backend: str | None = None
+    sequential: bool = True  # also time the sequential detect path
+    sequential_batch: int = 8
+    data: str = "synthetic"
+    num_images: int = 16  # distinct decoded images, cycled
+    image_size_hw: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0 or self.warmup_seconds < 0:
+            raise ValueError(f"seconds must be > 0 and warmup_seconds >= 0, got {self.seconds}, {self.warmup_seconds}")
+        for name in ("requests", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+@dataclass
+class ThroughputResult:
+    model: str
+    label: str
+    backend: str
+    precision: str
+    images_per_second: float
+    bare_images_per_second: float
+    ratio: float
+    latency_ms: dict[str, float]
+    images: int
+    sequential_images_per_second: float | None
+    speedup_vs_sequential: float | None
+    settings: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ThroughputReport:
+    settings: ThroughputSettings
+    machine: dict[str, Any]
+    image_sizes_hw: list[tuple[int, int]]
+    results: list[ThroughputResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": asdict(self.settings),
+            "machine": self.machine,
+            "image_sizes_hw": [list(s) for s in self.image_sizes_hw],
+            "results": [asdict(r) for r in self.results],
+            "errors": self.errors,
+        }
+
+
+def bench_images(settings: ThroughputSettings) -> list[np.ndarray]:
+    from ssdtrt.compare import load_images
+
+    images = load_images(settings.data, settings.num_images)
+    if settings.image_size_hw is not None:
+        import cv2
+
+        h, w = settings.image_size_hw
+        images = [cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR) for img in images]
+    return images
+
+
+def bench_throughput(
+    models: Sequence[Path], settings: ThroughputSettings, progress: Progress | None = None
+) -> ThroughputReport:
+    """Measure every model (a model that fails is recorded in `errors`, the others still run)."""
+    from ssdtrt.bench.machine import machine_info
+
+    images = bench_images(settings)
+    report = ThroughputReport(settings, machine_info(), [tuple(img.shape[:2]) for img in images])
+    for model in models:
+        try:
+            report.results.append(measure_model(model, images, settings, progress))
+        except SSDTRTError as err:
+            report.errors.append(str(err) if str(model) in str(err) else f"{model}: {err}")
+    return report
+
+
+def measure_model(
+    model: Path, images: Sequence[np.ndarray], settings: ThroughputSettings, progress: Progress | None = None
+) -> ThroughputResult:
+    from ssdtrt.pipeline import Detector
+    from ssdtrt.runtime import backend_for
+    from ssdtrt.stream import StreamSettings, throughput_runner_options
+    from ssdtrt.stream.pipeline import resolved
+
+    backend = backend_for(model, settings.backend)[1]
+    options = throughput_runner_options(backend, settings.requests)
+    with Detector(model, backend=backend, **options) as det:
+        label = f"{det.runner.name} · {model.name}"
+        stream_settings = StreamSettings(batch_size=settings.batch_size, in_flight=settings.requests)
+        batch, in_flight, _ = resolved(det, stream_settings)
+        pre = det.spec.preprocess
+        shape = (det.static_batch or batch, 3, pre.height, pre.width)
+        feeds = {det.input.name: np.random.default_rng(0).normal(size=shape).astype(det.input.dtype)}
+        tick = (lambda phase, t, total: progress(label, phase, t, total)) if progress else None  # noqa: E731
+        half = settings.seconds / 2
+        bare_run(det.runner, feeds, in_flight, settings.warmup_seconds, None)  # warm-up of the backend alone
+        n1, t1 = bare_run(det.runner, feeds, in_flight, half, tick and (lambda t: tick("bare", t, settings.seconds)))
+        count, elapsed, latencies = pipeline_run(det, images, stream_settings, settings, tick)
+        n2, t2 = bare_run(
+            det.runner, feeds, in_flight, half, tick and (lambda t: tick("bare", half + t, settings.seconds))
+        )
+        runner_info = det.runner.describe()
+    bare_ips = (n1 + n2) * batch / (t1 + t2)
+    ips = count / elapsed
+    seq_ips = sequential_run(model, backend, images, settings, tick) if settings.sequential else None
+    p50, p90, p99 = np.percentile(np.asarray(latencies), [50, 90, 99])
+    return ThroughputResult(
+        model=str(model), label=label, backend=backend, precision=str(runner_info.get("precision")),
+        images_per_second=ips, bare_images_per_second=bare_ips, ratio=ips / bare_ips,
+        latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)}, images=count,
+        sequential_images_per_second=seq_ips, speedup_vs_sequential=(ips / seq_ips) if seq_ips else None,
+        settings={"batch_size": batch, "requests": in_flight, "runner": runner_info,
+                  "sequential_batch": settings.sequential_batch if settings.sequential else None},
+    )
+
+
+def _cycle_until(images: Sequence[np.ndarray], deadline: float) -> Iterator[np.ndarray]:
+    i = 0
+    while time.perf_counter() < deadline:
+        yield images[i % len(images)]
+        i += 1
+
+
+def pipeline_run(
+    det: Any, images: Sequence[np.ndarray], stream_settings: Any, settings: ThroughputSettings, tick: Any
+) -> tuple[int, float, list[float]]:
+    """(images done, seconds, per-image latency ms) of `Detector.stream` fed for `settings.seconds` (after warm-up)."""
+    from ssdtrt.stream import stream_detect
+
+    for _ in stream_detect(det, _cycle_until(images, time.perf_counter() + settings.warmup_seconds), stream_settings):
+        pass
+    gc.collect()
+    latencies: list[float] = []
+    start = time.perf_counter()
+    last = start
+    for result in stream_detect(det, _cycle_until(images, start + settings.seconds), stream_settings):
+        latencies.append(result.latency_ms)
+        now = time.perf_counter()
+        if tick is not None and now - last > 0.5:
+            tick("pipeline", now - start, settings.seconds)
+            last = now
+    if not latencies:
+        raise SSDTRTError(f"no image went through the pipeline in {settings.seconds} s")
+    return len(latencies), time.perf_counter() - start, latencies
+
+
+def bare_run(runner: Any, feeds: dict[str, np.ndarray], in_flight: int, seconds: float, tick: Any) -> tuple[int, float]:
+    """(requests completed, seconds) of the backend alone with `in_flight` requests kept busy for `seconds`."""
+    if seconds <= 0:
+        return 0, 0.0
+    if runner.backend == "openvino":
+        return _bare_openvino(runner, feeds, in_flight, seconds)
+    if runner.backend == "onnxruntime":
+        return _bare_threads(runner, feeds, in_flight, seconds)
+    return _bare_futures(runner, feeds, in_flight, seconds)
+
+
+def _bare_openvino(runner: Any, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+    """benchmark_app's loop: an AsyncInferQueue on the runner's compiled model, no callback, inputs shared."""
+    from ssdtrt.runtime.openvino_runner import import_openvino
+
+    ov = import_openvino()
+    queue = ov.AsyncInferQueue(runner.compiled_model, in_flight)
+    started = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        queue.start_async(feeds, share_inputs=True)  # blocks (GIL released) while every request is busy
+        started += 1
+    queue.wait_all()  # no Python callback is registered, so this cannot wait on the GIL
+    return started, time.perf_counter() - start
+
+
+def _bare_threads(runner: Any, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+    """`in_flight` threads calling `infer` (ORT's `run`, GIL released) back to back on the one session."""
+    counts = [0] * in_flight
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    def loop(i: int) -> None:
+        while time.perf_counter() < deadline:
+            runner.infer(feeds)
+            counts[i] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,), name=f"ssdtrt-bare-{i}") for i in range(in_flight)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts), time.perf_counter() - start
+
+
+def _bare_futures(runner: Any, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+    from collections import deque
+
+    pending: deque[Any] = deque()
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        if len(pending) >= in_flight:
+            pending.popleft().result()
+            done += 1
+        pending.append(runner.infer_async(feeds))
+    for fut in pending:
+        fut.result()
+        done += 1
+    return done, time.perf_counter() - start
+
+
+def sequential_run(
+    model: Path, backend: str, images: Sequence[np.ndarray], settings: ThroughputSettings, tick: Any
+) -> float:
+    """Images/s of `Detector.detect` batch after batch on a latency-mode runner (the `detect --sequential` path)."""
+    from ssdtrt.pipeline import Detector
+
+    bs = settings.sequential_batch
+    chunks = [[images[(i * bs + j) % len(images)] for j in range(bs)] for i in range(max(1, len(images) // bs))]
+    with Detector(model, backend=backend, batch_size=bs) as det:
+        warm_end = time.perf_counter() + settings.warmup_seconds
+        det.detect(chunks[0])
+        while time.perf_counter() < warm_end:
+            det.detect(chunks[0])
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < settings.seconds:
+            det.detect(chunks[done % len(chunks)])
+            done += 1
+            if tick is not None:
+                tick("sequential", time.perf_counter() - start, settings.seconds)
+        return done * bs / (time.perf_counter() - start)

@@ -1,0 +1,115 @@
+"""Ordered, bounded, parallel reading of a stream's inputs: decoded images, image files and videos → InputItems.
+
+Image files are decoded on a small thread pool (`cv2.imdecode` releases the GIL, so decoding runs beside inference);
+a video's frames are decoded one after another on the feeder thread (a video decoder is sequential). At most `depth`
+items are read ahead of the consumer, so memory is bounded by the depth whatever the input length: a 10-hour video
+or a million-file folder is never held whole. Order is the input order; a bad input becomes one item carrying its
+ImageReadError (a video that fails part-way: its good frames, then one error item).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from ssdtrt.errors import ImageReadError
+from ssdtrt.imageio import MAX_IMAGE_PIXELS, InputItem, InputSource, is_video, iter_video_frames, read_image, to_rgb8
+
+#: What a stream accepts per element: a decoded HxWx3 uint8 RGB image, a path to an image or video file, or an
+#: `InputSource` from `ssdtrt.imageio.expand_inputs` (folders and globs already expanded).
+StreamInput = Union[np.ndarray, str, "os.PathLike[str]", InputSource]
+
+
+def read_ordered(
+    inputs: Iterable[StreamInput], *, workers: int = 2, depth: int = 8, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Iterator[InputItem]:
+    """Yield an InputItem per image / video frame of `inputs`, in order, reading at most `depth` items ahead.
+
+    Leaving the loop early stops the feeder thread; an exception raised by iterating `inputs` itself is re-raised here.
+    """
+    if workers < 1 or depth < 1:
+        raise ValueError(f"workers and depth must be >= 1, got {workers} and {depth}")
+    ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="ssdtrt-decode")
+
+    def put(message: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def feed() -> None:
+        try:
+            for index, element in enumerate(inputs):
+                for pending in _expand(element, index, pool, max_pixels):
+                    if not put(("item", pending)):
+                        return
+            put(("end", None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
+            put(("error", err))
+
+    feeder = threading.Thread(target=feed, name="ssdtrt-stream-feed", daemon=True)
+    feeder.start()
+    try:
+        while True:
+            kind, value = ahead.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value.result() if isinstance(value, Future) else value
+    finally:
+        stop.set()
+        feeder.join(timeout=10)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _expand(element: StreamInput, index: int, pool: ThreadPoolExecutor, max_pixels: int) -> Iterator[InputItem | Future[InputItem]]:
+    """One input element → its items: a decoded array at once, an image file as a decode Future, a video frame by frame."""
+    if isinstance(element, np.ndarray):
+        name = f"<image {index}>"
+        try:
+            yield InputItem(name, to_rgb8(element, name))
+        except ImageReadError as err:
+            yield InputItem(name, None, err)
+        return
+    src = element if isinstance(element, InputSource) else _source(element)
+    if src.kind == "missing":
+        yield InputItem(src.name, None, ImageReadError(f"{src.name}: {src.reason}"), src.path)
+    elif src.kind == "video":
+        yield from _video_items(src, max_pixels)
+    else:
+        yield pool.submit(_decode_file, src, max_pixels)
+
+
+def _source(element: str | os.PathLike[str]) -> InputSource:
+    path = Path(element)
+    return InputSource(os.fspath(element), path, "video" if is_video(path) else "image")
+
+
+def _decode_file(src: InputSource, max_pixels: int) -> InputItem:
+    try:
+        return InputItem(src.name, read_image(src.path, max_pixels=max_pixels), None, src.path)
+    except ImageReadError as err:
+        return InputItem(src.name, None, err, src.path)
+
+
+def _video_items(src: InputSource, max_pixels: int) -> Iterator[InputItem]:
+    frame = -1
+    try:
+        for frame, image in enumerate(iter_video_frames(src.path, max_pixels=max_pixels)):
+            yield InputItem(f"{src.name}#frame={frame}", image, None, src.path, frame)
+    except ImageReadError as err:
+        yield InputItem(src.name, None, err, src.path, frame + 1 if frame >= 0 else None)
+
