@@ -139,6 +139,9 @@ def lint_onnx(model: str | os.PathLike[str] | onnx.ModelProto) -> LintReport:
             continue
         issues += _node_rules(node, name, graph, table)
     issues += _dynamic_dims(proto)
+    from ssdtrt.export.lint_qdq import lint_qdq  # Q/DQ placement and fp16/fp32 rules (own module)
+
+    issues += lint_qdq(proto, graph.consts)
     return LintReport(path, opset, len(proto.graph.node), dict(sorted(counts.items())), issues, table.get("source", ""))
 
 
