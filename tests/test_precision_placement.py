@@ -78,8 +78,9 @@ def _run(proto: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(
-        None, {"images": x})
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=["WeightBiasQuantization"])  # see onnxruntime_runner
+    return sess.run(None, {"images": x})
 
 
 def _types(proto: onnx.ModelProto) -> dict[str, int]:

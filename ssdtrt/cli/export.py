@@ -63,7 +63,8 @@ def export_cmd(
     int8_float: Annotated[
         Int8Float,
         typer.Option("--int8-float", help="INT8: type of the non-quantized layers. fp16 for TensorRT (strongly typed: "
-                     "the ONNX decides); fp32 for ONNX Runtime CPU int8 speed. Decode/softmax/NMS/L2Norm stay fp32."),
+                     "the ONNX decides); fp32 for CPU int8 (ONNX Runtime / OpenVINO run fp16 Q/DQ 2-4x slower). "
+                     "Decode, softmax, NMS and L2Norm stay fp32 either way."),
     ] = Int8Float.fp16,
     score_threshold: Annotated[
         Optional[float], typer.Option("--score-threshold", help="nms: keep scores above this (default: preset).")  # noqa: UP007
