@@ -132,7 +132,8 @@ def main() -> None:
 
     args.export_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    jobs = [("demo", "nms", "int8", "ssdtrt", "percentile"), ("demo", "nms", "int8", "modelopt", "max"),
+    jobs = [("demo", "nms", "int8", "ssdtrt", "minmax"), ("demo", "nms", "int8", "ssdtrt", "entropy"),
+            ("demo", "nms", "int8", "ssdtrt", "percentile"), ("demo", "nms", "int8", "modelopt", "max"),
             ("demo", "nms", "int8", "modelopt", "entropy"), ("demo", "nms", "fp16", "ssdtrt", ""),
             ("demo", "nms", "fp16", "modelopt", "")]
     for preset in filter(None, args.presets.split(",")):

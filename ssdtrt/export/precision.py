@@ -203,9 +203,9 @@ def quantize_int8(
             ort_logger.setLevel(logging.ERROR)
             cache_ok = "calibration_cache_path" in inspect.signature(quantize_static).parameters
             if not cache_ok:
-                raise ExportError("int8 needs onnxruntime >= 1.24 (quantize_static's calibration_cache_path)")
+                raise ExportError("int8 needs an onnxruntime whose quantize_static takes calibration_cache_path")
             ranges_file = ranges if ranges is not None else Path(tmp) / "ranges.json"
-            if cache_ok and not ranges_hit:
+            if not ranges_hit:
                 _calibrate_ranges(src, reader, ranges_file, Path(tmp), cfg.method)
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration progress
                 quantize_static(
