@@ -176,3 +176,27 @@ def test_without_the_residual_pass_lint_names_the_downsample_add(tiny, tmp_path,
     proto, _ = _int8(tiny, tmp_path)
     flagged = [i for i in lint_onnx(proto).issues if i.op_type == "Add"]
     assert len(flagged) == 1 and "/blocks/blocks.0/Add" == flagged[0].node and "residual" in flagged[0].message
+
+
+def test_cli_int8_float_choice_reaches_the_graph(tmp_path, monkeypatch) -> None:
+    """`ssdtrt export --precision int8 --int8-float fp32|fp16`: manifest and Q/DQ scale types follow; bad value exits."""
+    import ssdtrt.cli.app as cli
+    from ssdtrt.manifest import read_manifest
+    from ssdtrt.model.checkpoint import save_checkpoint
+    from ssdtrt.model.ssd import build_model
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("export",))
+    torch.manual_seed(4)
+    ckpt = tmp_path / "small.pt"
+    save_checkpoint(ckpt, build_model("ssd-small"))
+    for float_type, scale_type in (("fp32", TensorProto.FLOAT), ("fp16", TensorProto.FLOAT16)):
+        out = tmp_path / f"m_{float_type}.onnx"
+        code = cli.main(["export", str(ckpt), "--out", str(out), "--precision", "int8", "--calib-data", "synthetic",
+                         "--calib-images", "4", "--int8-float", float_type])
+        assert code in (0, None)
+        assert read_manifest(out).source["calibration"]["high_precision"] == float_type
+        proto = onnx.load(out)
+        inits = {t.name: t for t in proto.graph.initializer}
+        assert {inits[n.input[1]].data_type for n in _nodes(proto, "DequantizeLinear")} == {scale_type}
+    assert cli.main(["export", str(ckpt), "--precision", "int8", "--calib-data", "synthetic", "--int8-float",
+                     "bf16"]) not in (0, None)
