@@ -1,10 +1,12 @@
-"""FP32 / FP16 / INT8 (x calibration method) mAP of one checkpoint, scored on CPU with ONNX Runtime.
+"""FP32 / FP16 / INT8 (x calibration method, x float type between the int8 ops) mAP of one checkpoint, on CPU.
 
-    .venv/bin/python benchmarks/precision/run_precision.py runs/export-demo/best.pt --out benchmarks/precision
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/precision/run_precision.py runs/demo/train/best.pt \
+        --out benchmarks/precision
 
 Each variant is what `ssdtrt export CKPT --mode nms --dynamic-batch --precision P [--calib-data synthetic
---calib-images N --calib-method M]` writes, scored as `ssdtrt eval MODEL.onnx --data synthetic --split val` does.
-Writes results.json and results.md (the table) into --out; ONNX files go to --export-dir.
+--calib-images N --calib-method M --int8-float F]` writes, scored as `ssdtrt eval MODEL.onnx --data synthetic
+--split val` does (ONNX Runtime, CPU EP). Writes results.json and results.md (the table, the commands, the CPU and
+its flags) into --out; ONNX files go to --export-dir.
 """
 
 from __future__ import annotations
@@ -50,24 +52,29 @@ def main() -> None:
 
     model = load_model(args.checkpoint)
     score("torch fp32", torch_predict_fn(model, "cpu"), None, {"command": f"ssdtrt eval {args.checkpoint}"})
-    variants = [("fp32", None), ("fp16", None)] + [("int8", m) for m in ("minmax", "entropy", "percentile")]
-    for precision, method in variants:
-        name = f"{precision}" + (f"-{method}" if method else "")
+    variants = [("fp32", None, "fp16"), ("fp16", None, "fp16")]
+    variants += [("int8", m, "fp16") for m in ("minmax", "entropy", "percentile")]
+    variants += [("int8", m, "fp32") for m in ("minmax", "percentile")]
+    for precision, method, float_type in variants:
+        name = f"{precision}" + (f"-{method}" if method else "") + ("-fp32float" if float_type == "fp32" else "")
         out = args.export_dir / f"{args.checkpoint.stem}_{args.mode}_{name}.onnx"
         calib = None
         cmd = f"ssdtrt export {args.checkpoint} --mode {args.mode} --dynamic-batch --precision {precision} --out {out}"
         if method:
-            calib = CalibrationConfig(args.data, args.calib_images, method, cache_dir=cache_dir_for(out))
+            calib = CalibrationConfig(args.data, args.calib_images, method, cache_dir=cache_dir_for(out),
+                                      high_precision=float_type)
             cmd += f" --calib-data {args.data} --calib-images {args.calib_images} --calib-method {method}"
+            cmd += f" --int8-float {float_type}" if float_type != "fp16" else ""
         t0 = time.perf_counter()
         res = export_checkpoint(args.checkpoint, out, mode=args.mode, precision=precision, dynamic_batch=True,
                                 calibration=calib)
         export_s = round(time.perf_counter() - t0, 1)
         lint = lint_onnx(out)
+        calib_rec = res.manifest.source.get("calibration") or {}
         score(f"onnx {name}", onnx_predict_fn(out, providers=["CPUExecutionProvider"], batch_size=16), out, {
             "command": f"{cmd} && ssdtrt eval {out} --data {args.data} --split {args.split}",
-            "export_s": export_s, "lint_ok": lint.ok, "size_mb": round(out.stat().st_size / 2**20, 2),
-            "calibration": res.manifest.source.get("calibration"),
+            "export_s": export_s, "lint_ok": lint.ok, "lint_issues": [str(i) for i in lint.issues],
+            "size_mb": round(out.stat().st_size / 2**20, 2), "calibration": calib_rec or None,
         })
 
     base = rows[1]["map"]
@@ -77,20 +84,40 @@ def main() -> None:
         "checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256_file(args.checkpoint),
         "data": args.data, "split": args.split, "num_images": len(dataset), "mode": args.mode,
         "calib_images": args.calib_images, "machine": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
+        "python": platform.python_version(), **_cpu(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "results.json", {"meta": meta, "rows": rows})
     lines = [
-        f"| variant | mAP@[.5:.95] | mAP@.5 | Δ mAP vs ONNX fp32 (pts) | size MB | lint |",
+        "| variant | mAP@[.5:.95] | mAP@.5 | Δ mAP vs ONNX fp32 (pts) | size MB | lint |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['map']:.4f} | {r['map50']:.4f} | {r['delta_map_pts']:+.2f} | "
-                     f"{r.get('size_mb', '')} | {'' if 'lint_ok' not in r else ('clean' if r['lint_ok'] else 'FAIL')} |")
+                     f"{r.get('size_mb', '')} | {_lint_cell(r)} |")
     cmds = "\n".join(f"    {r['command']}" for r in rows)
     atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n\nCommands:\n\n" + cmds + "\n\n```\n"
                       + json.dumps(meta, indent=1) + "\n```\n")
+
+
+def _lint_cell(row: dict) -> str:
+    if "lint_ok" not in row:
+        return ""
+    return ("clean" if not row["lint_issues"] else f"{len(row['lint_issues'])} warning(s)") if row["lint_ok"] else "FAIL"
+
+
+def _cpu() -> dict[str, object]:
+    """CPU model and the SIMD flags that decide int8 speed/accuracy on CPU (VNNI/AMX vs AVX2 only)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
+    import os
+
+    return {"cpu": model, "cpu_flags": [f for f in wanted if f in flags], "cpu_count": os.cpu_count()}
 
 
 if __name__ == "__main__":

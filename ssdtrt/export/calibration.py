@@ -21,6 +21,7 @@ from ssdtrt.errors import DatasetError, ExportError
 from ssdtrt.fileio import atomic_path
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
+HIGH_PRECISIONS = ("fp16", "fp32")
 DEFAULT_CACHE_DIR = Path("export") / ".calib"
 
 
@@ -37,8 +38,14 @@ class CalibrationConfig:
     #: 7-bit weights (onnxruntime's reduce_range). CPUs without VNNI (AVX2 only) multiply u8×s8 pairs into 16-bit
     #: sums that saturate with full 8-bit weights: OpenVINO int8 drifts ~4× further from fp32 there (measured).
     reduce_range: bool = False
+    #: Type of the non-quantized parts of the INT8 graph (modelopt's `high_precision_dtype`): fp16 is what TensorRT
+    #: runs fastest under strong typing; fp32 keeps ONNX Runtime's CPU QLinearConv fusion (fp32 Q/DQ only).
+    high_precision: str = "fp16"
 
     def __post_init__(self) -> None:
+        if self.high_precision not in HIGH_PRECISIONS:
+            choices = ", ".join(HIGH_PRECISIONS)
+            raise ExportError(f"unknown INT8 float type {self.high_precision!r}; choose one of: {choices}")
         if self.method not in CALIB_METHODS:
             raise ExportError(f"unknown calibration method {self.method!r}; choose one of: {', '.join(CALIB_METHODS)}")
         if self.num_images < 1:

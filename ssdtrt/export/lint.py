@@ -155,7 +155,14 @@ LintRule = Callable[[LintContext], list[LintIssue]]
 
 def default_rules() -> list[LintRule]:
     """The rules `lint_onnx` runs, in order. A rule module (e.g. export/lint_qdq.py) registers by being added here."""
-    return [_opset_rule, _operator_rule, _nms_box_budget_rule, _dynamic_dims]
+    return [_opset_rule, _operator_rule, _nms_box_budget_rule, _dynamic_dims, _qdq_rule]
+
+
+def _qdq_rule(ctx: LintContext) -> list[LintIssue]:
+    """Q/DQ placement and fp16/fp32 rules (export/lint_qdq.py, imported here: it imports from this module)."""
+    from ssdtrt.export.lint_qdq import lint_qdq
+
+    return lint_qdq(ctx.proto, ctx.graph.consts)
 
 
 def lint_onnx(

@@ -120,9 +120,23 @@ def export_body(
     finally:
         model.train(was_training)
     proto = onnx.load_from_string(buf.getvalue())
+    _static_head_dims(proto, spec.priors.num_priors, int(model.num_classes))
     proto.graph.name = f"ssdtrt_{spec.name}_{mode}"
     proto.producer_name = "ssdtrt"
     return proto
+
+
+def _static_head_dims(proto: onnx.ModelProto, num_priors: int, num_classes: int) -> None:
+    """Declare the P and 4 / C axes of the [N, P, 4] / [N, P, C] outputs static: torch leaves some symbolic (VGG16's
+    ceil-mode pool defeats its shape tracking), which TensorRT would treat as data-dependent."""
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if len(dims) != 3:
+            continue
+        last = 4 if out.name in ("locs", "boxes", "decoded_boxes") else num_classes
+        for d, value in ((dims[1], num_priors), (dims[2], last)):
+            if d.dim_param:
+                d.dim_value = value
 
 
 def finish_graph(

@@ -1,9 +1,14 @@
 """Precision variants of an exported graph, in the form TensorRT 11 takes them (precision lives in the ONNX).
 
-FP16: weights and compute in fp16, inputs/outputs stay fp32 (keep_io_types); Softmax, Exp (box decode) and the
-NMS tail stay fp32. INT8: Q/DQ from onnxruntime.quantization — symmetric int8 activations and weights (zero points
-0), per-channel weights, biases left in fp32 — on Conv/Gemm/MatMul inputs, calibrated on images preprocessed by
-`ssdtrt.preprocess` (see `calibration`). Both run in ONNX Runtime on CPU, so they can be scored before any engine.
+FP16: weights and compute in fp16, inputs/outputs fp32 (keep_io_types), except what must stay fp32 under strong
+typing: the tail after the head concatenation (decode, softmax, NMS: one Cast at the boundary, no fp32→fp16→fp32
+round trips) and L2 norms (TensorRT's ReduceL2 squares in the input type; fp16 x² overflows at |x| ≥ 256).
+
+INT8: Q/DQ from onnxruntime.quantization — symmetric int8 activations and weights (zero points 0), per-channel
+weights, biases left float — on Conv/Gemm/MatMul inputs, plus the residual input of every conv-fed Add
+(`residual_qdq`), calibrated on images preprocessed by `ssdtrt.preprocess` (see `calibration`). The float parts
+between are then made fp16 as in the FP16 variant (modelopt's `high_precision_dtype="fp16"`): a DequantizeLinear's
+output takes its scale's type, so fp16 scales (opset 19) give fp16 activations. Both run in ONNX Runtime on CPU.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ssdtrt.config import ModelSpec
 from ssdtrt.errors import ExportError
 from ssdtrt.export.calibration import (
@@ -25,7 +32,9 @@ from ssdtrt.export.calibration import (
     calibration_tensors,
     ranges_cache_path,
 )
+from ssdtrt.export.graph_regions import GraphIndex, norm_nodes, tail_nodes
 from ssdtrt.export.nms_graph import NMS_PREFIX
+from ssdtrt.export.residual_qdq import quantize_residuals
 
 if TYPE_CHECKING:
     import onnx
@@ -41,25 +50,94 @@ ENTROPY_NUM_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 #: Ops whose inputs (activations and weights) get Q/DQ in the int8 variant; their outputs stay float, the next
 #: quantized op's input Q/DQ follows them (the placement NVIDIA's quantization toolkits use; TensorRT fuses it).
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
+#: QuantizeLinear / DequantizeLinear take fp16 inputs and scales from opset 19 on.
+FP16_QDQ_MIN_OPSET = 19
+
+
+def fp32_node_names(proto: onnx.ModelProto) -> set[str]:
+    """Nodes an FP16 graph keeps in FP32: the tail after the head concatenation, L2 norms and the NMS tail."""
+    index = GraphIndex.of(proto)
+    nms = {n.name for n in proto.graph.node if n.name.startswith(NMS_PREFIX)}
+    return tail_nodes(index) | norm_nodes(index) | nms
 
 
 def convert_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """fp16 weights and compute, fp32 inputs/outputs; numerically sensitive ops and the NMS tail stay fp32."""
+    """fp16 weights and compute, fp32 inputs/outputs; the tail, L2 norms and NMS stay fp32 (`fp32_node_names`)."""
     try:
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     except ImportError as err:
         raise ExportError("--precision fp16 needs onnxruntime.transformers.float16 (part of onnxruntime)") from err
-    nms_nodes = [n.name for n in proto.graph.node if n.name.startswith(NMS_PREFIX)]
+    keep = sorted(fp32_node_names(proto))
     try:
         converted = convert_float_to_float16(
             proto,
             keep_io_types=True,
             op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FP32_OPS],
-            node_block_list=nms_nodes,
+            node_block_list=keep,
         )
     except Exception as err:  # noqa: BLE001 - converter failures → one line
         raise ExportError(f"fp16 conversion failed: {err}") from err
-    return topological_sort(converted)
+    return topological_sort(collapse_cast_round_trips(_dedupe_casts(converted)))
+
+
+def _dedupe_casts(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop repeated boundary Casts: the converter inserts one per fp32 consumer of an fp16 tensor, all with the
+    same output name (invalid SSA) and the same input and type."""
+    seen: set[str] = set()
+    keep = []
+    for n in proto.graph.node:
+        if n.op_type == "Cast" and n.output[0] in seen:
+            continue
+        seen.update(n.output)
+        keep.append(n)
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+    return proto
+
+
+def collapse_cast_round_trips(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove fp32 → Cast(fp16) → Cast(fp32) pairs (the converter puts one between adjacent fp32 nodes): readers
+    of the second Cast read the fp32 tensor itself; a graph output keeps its name (its producer's output is renamed)."""
+    from onnx import TensorProto
+
+    g = proto.graph
+    outputs = {o.name for o in g.output}
+    fixed = {i.name for i in g.input} | {t.name for t in g.initializer}
+    while True:
+        producer = {o: n for n in g.node for o in n.output}
+        pair = next(
+            ((c32, c16) for c32 in g.node if _cast_to(c32) == TensorProto.FLOAT
+             and (c16 := producer.get(c32.input[0])) is not None and _cast_to(c16) == TensorProto.FLOAT16
+             and not (c32.output[0] in outputs and c16.input[0] in fixed | outputs)),
+            None,
+        )
+        if pair is None:
+            break
+        c32, c16 = pair
+        old, new = c32.output[0], c16.input[0]
+        if old in outputs:  # keep the graph output's name: rename the fp32 tensor instead
+            old, new = new, old
+        g.node.remove(c32)
+        for n in g.node:
+            for k, name in enumerate(n.input):
+                if name == old:
+                    n.input[k] = new
+            for k, name in enumerate(n.output):
+                if name == old:
+                    n.output[k] = new
+        if not any(c16.output[0] in n.input for n in g.node) and c16.output[0] not in outputs:
+            g.node.remove(c16)
+        stale = {old, c32.output[0], c16.output[0]}
+        keep = [v for v in g.value_info if v.name not in stale]
+        del g.value_info[:]
+        g.value_info.extend(keep)
+    return proto
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    if node.op_type != "Cast":
+        return None
+    return next((a.i for a in node.attribute if a.name == "to"), None)
 
 
 def topological_sort(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -93,7 +171,10 @@ def topological_sort(proto: onnx.ModelProto) -> onnx.ModelProto:
 def quantize_int8(
     proto: onnx.ModelProto, spec: ModelSpec, cfg: CalibrationConfig
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """The Q/DQ int8 graph and a `calibration` record for the manifest (data, method, image count, caches)."""
+    """The Q/DQ int8 graph and a `calibration` record for the manifest (data, method, image count, caches).
+
+    `cfg.high_precision` is the type of everything not quantized (fp16: what TensorRT runs fastest under strong
+    typing; the tail and L2 norms stay fp32 either way)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -121,8 +202,10 @@ def quantize_int8(
             logging.root.setLevel(logging.ERROR)  # ORT's quantizer logs advice on the root logger
             ort_logger.setLevel(logging.ERROR)
             cache_ok = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+            if not cache_ok:
+                raise ExportError("int8 needs an onnxruntime whose quantize_static takes calibration_cache_path")
             ranges_file = ranges if ranges is not None else Path(tmp) / "ranges.json"
-            if cache_ok and not ranges_hit:
+            if not ranges_hit:
                 _calibrate_ranges(src, reader, ranges_file, Path(tmp), cfg.method)
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration progress
                 quantize_static(
@@ -140,26 +223,51 @@ def quantize_int8(
                     calibration_providers=["CPUExecutionProvider"],
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                                    "OpTypesToExcludeOutputQuantization": list(INT8_OP_TYPES)},
-                    **({"calibration_cache_path": str(ranges_file)} if cache_ok else {}),
+                    calibration_cache_path=str(ranges_file),
                 )
+            quantized = onnx.load(str(dst))
+            residual_adds = quantize_residuals(quantized, _load_ranges(ranges_file))
         except ExportError:
             raise
         except Exception as err:  # noqa: BLE001 - ORT quantizer failures → one line
             raise ExportError(f"int8 quantization failed: {type(err).__name__}: {str(err).splitlines()[0]}") from err
         finally:
             logging.root.setLevel(level)
-        quantized = onnx.load(str(dst))
+    if cfg.high_precision == "fp16":
+        quantized = convert_fp16(upgrade_opset(quantized, FP16_QDQ_MIN_OPSET))
     record = {
         "calibration": {
             **info,
             "ranges_cache": str(ranges) if ranges is not None else None,
             "ranges_cached": ranges_hit,
-            "scheme": "QDQ int8 symmetric, per-channel weights, bias fp32",
+            "scheme": "QDQ int8 symmetric, per-channel weights, residual Add inputs quantized",
             "weight_bits": 7 if cfg.reduce_range else 8,
             "op_types": list(INT8_OP_TYPES),
+            "residual_adds": len(residual_adds),
+            "high_precision": cfg.high_precision,
         }
     }
     return quantized, record
+
+
+def _load_ranges(path: Path) -> dict[str, tuple[float, float]]:
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    data = load_tensors_data(path)
+    return {name: tuple(float(np.asarray(v).reshape(-1)[0]) for v in data[name].range_value) for name in data}
+
+
+def upgrade_opset(proto: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    """The graph at default-domain opset >= `opset` (onnx's version converter; a no-op when already there)."""
+    from onnx import version_converter
+
+    current = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if current >= opset:
+        return proto
+    try:
+        return version_converter.convert_version(proto, opset)
+    except Exception as err:  # noqa: BLE001 - converter failures → one line
+        raise ExportError(f"cannot convert the graph from opset {current} to {opset}: {err}") from err
 
 
 def _calibrate_ranges(model_path: Path, reader: ArrayCalibrationReader, ranges: Path, tmp: Path, method: str) -> None:
