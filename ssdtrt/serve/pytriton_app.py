@@ -1,0 +1,178 @@
+"""`ssdtrt serve`: a `Detector` bound into NVIDIA Triton (PyTriton's bundled `tritonserver`) with dynamic batching.
+
+A thin binding, not a second pipeline: every batch Triton forms is decoded row by row (a bad image only marks its
+own row) and the good images go through one `Detector.detect` call. PyTriton is imported lazily (serve extra).
+
+Set-up traps handled here: PyTriton's python-backend stub links libpython, so the running interpreter's LIBDIR goes
+on LD_LIBRARY_PATH; SIGTERM is turned into the same clean stop as Ctrl-C (in-flight requests answered, the
+`tritonserver` child stopped), because Python's default SIGTERM would leave that child running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sysconfig
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.errors import BackendUnavailableError
+from ssdtrt.serve import contract
+
+LOG = logging.getLogger("ssdtrt.serve")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What `ssdtrt serve` exposes. Ports 0 = Triton's defaults are NOT used: pick explicit ports or let the CLI
+    find free ones (tests do)."""
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_name: str = "ssd"
+    max_batch_size: int = 16
+    max_queue_delay_us: int = 2000
+    instances: int = 1
+    score_threshold: float | None = None
+    iou_threshold: float | None = None
+    max_detections: int | None = None
+    backend: str | None = None
+    runner_options: dict[str, Any] = field(default_factory=dict)
+
+
+def ensure_libpython_on_ld_path(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Put this interpreter's LIBDIR first on LD_LIBRARY_PATH (pytriton issue #51): the stub Triton starts loads
+    libpython3.x, which a pyenv/conda/venv interpreter keeps outside the system's library path."""
+    env = os.environ if env is None else env
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir:
+        parts = [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+        if libdir not in parts:
+            env["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *parts])
+    return env  # type: ignore[return-value]
+
+
+def make_infer_func(detector: Any, max_detections: int) -> Callable[[list[Any]], list[dict[str, np.ndarray]]]:
+    """The PyTriton callable for one Detector: every row of every request in the batch Triton formed → one
+    `detector.detect` over the decodable images → one response per request.
+
+    PyTriton 0.7 can only fail a whole batch, so a request whose image does not decode gets `num_detections` = -1
+    and its message in the `error` output; the others of the batch get their detections (the clients of
+    `ssdtrt.serve.client` turn -1 into an ImageReadError with that message)."""
+
+    def infer(requests: list[Any]) -> list[dict[str, np.ndarray]]:
+        rows: list[np.ndarray] = []
+        owner: list[int] = []
+        for r, request in enumerate(requests):
+            data = np.asarray(request[contract.INPUT_NAME])
+            for row in data.reshape(data.shape[0], -1):
+                rows.append(row)
+                owner.append(r)
+        names = [contract.INPUT_NAME] * len(rows)
+        decoded = contract.decode_rows(rows, names)
+        dets = detector.detect(decoded.images_rgb) if decoded.images_rgb else []
+        packed = contract.pack_detections(dets, max_detections)
+        full = {k: np.zeros((len(rows), *v.shape[1:]), v.dtype) for k, v in packed.items()}
+        if decoded.rows:
+            for k, v in packed.items():
+                full[k][decoded.rows] = v
+        errors = np.full((len(rows), 1), b"", dtype=object)
+        for i, message in decoded.errors.items():
+            full["num_detections"][i, 0] = -1
+            errors[i, 0] = message.encode()
+        out_owner = np.asarray(owner)
+        return [{**{k: v[out_owner == r] for k, v in full.items()}, "error": errors[out_owner == r]}
+                for r in range(len(requests))]
+
+    return infer
+
+
+def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: Callable[[], None] | None = None) -> None:
+    """Open `settings.instances` Detectors on `model`, bind them into PyTriton and block until SIGINT/SIGTERM."""
+    try:
+        from pytriton.decorators import first_value  # noqa: F401  (import check: pytriton is installed)
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+    except ImportError as err:
+        raise BackendUnavailableError(
+            f"ssdtrt serve needs PyTriton ({err.name or err}): pip install 'ssdtrt[serve]' (numpy<2 is required by it)"
+        ) from None
+    from ssdtrt.pipeline import Detector
+
+    ensure_libpython_on_ld_path()
+    detectors = [
+        Detector(model, backend=settings.backend, score_threshold=settings.score_threshold,
+                 iou_threshold=settings.iou_threshold, max_detections=settings.max_detections,
+                 batch_size=settings.max_batch_size, **settings.runner_options)
+        for _ in range(max(1, settings.instances))
+    ]
+    k = detectors[0].settings.max_detections
+    dims = contract.output_dims(k)
+    outputs = [
+        Tensor(name="num_detections", dtype=np.int32, shape=tuple(dims["num_detections"])),
+        Tensor(name="boxes", dtype=np.float32, shape=tuple(dims["boxes"])),
+        Tensor(name="scores", dtype=np.float32, shape=tuple(dims["scores"])),
+        Tensor(name="labels", dtype=np.int32, shape=tuple(dims["labels"])),
+        Tensor(name="error", dtype=bytes, shape=(1,)),
+    ]
+    config = ModelConfig(
+        max_batch_size=settings.max_batch_size,
+        batcher=DynamicBatcher(max_queue_delay_microseconds=settings.max_queue_delay_us),
+    )
+    triton_config = TritonConfig(
+        http_address=settings.host, http_port=settings.http_port, grpc_address=settings.host,
+        grpc_port=settings.grpc_port, metrics_address=settings.host, metrics_port=settings.metrics_port,
+        exit_timeout_secs=30,
+    )
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        for det in detectors:
+            det.runner.activate()
+        # statistics stay readable (ssdtrt bench serve reads the batch sizes); the mutating endpoints keep
+        # PyTriton's token protection
+        security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
+        with Triton(config=triton_config, security_config=security) as triton:
+            triton.bind(
+                model_name=settings.model_name,
+                infer_func=[make_infer_func(det, k) for det in detectors],
+                inputs=[Tensor(name=contract.INPUT_NAME, dtype=bytes, shape=(1,))],
+                outputs=outputs,
+                config=config,
+                strict=False,
+            )
+            _publish_class_names(triton, detectors[0].class_names)
+            triton.run()
+            if on_ready is not None:
+                on_ready()
+            triton.serve()
+    except KeyboardInterrupt:
+        LOG.info("stopping")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for det in detectors:
+            det.close()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM → the same path as Ctrl-C: PyTriton stops tritonserver (draining in-flight requests)."""
+    raise KeyboardInterrupt
+
+
+def _publish_class_names(triton: Any, class_names: Sequence[str]) -> None:
+    """Put the class names into the bound model's config parameters (`class_names`, a JSON list).
+
+    PyTriton's public ModelConfig has no free parameters; its generated config keeps `backend_parameters`, so they
+    are added there before `run()` writes the config. Logged as well, in case a PyTriton release moves that."""
+    LOG.info("class names (label L = names[L-1]): %s", contract.class_names_json(class_names))
+    for model in getattr(getattr(triton, "_model_manager", None), "models", []):
+        config = model._get_triton_model_config()
+        config.backend_parameters[contract.CLASS_NAMES_PARAMETER] = contract.class_names_json(class_names)
+
+

@@ -1,0 +1,153 @@
+"""Start PyTriton's bundled `tritonserver` (python backend only) against a model repository, and stop it by PID.
+
+For `ssdtrt bench serve --repository`, the tests of `export-triton` and local trials. The stub gets the same set-up
+PyTriton gives it: this interpreter's bin/ first on PATH (the stub's embedded Python then finds this environment's
+site-packages; it ignores PYTHONPATH), its LIBDIR and PyTriton's bundled libraries on LD_LIBRARY_PATH, and the stub
+built for this Python version in a private backend folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ssdtrt.errors import BackendUnavailableError, SSDTRTError
+from ssdtrt.serve.pytriton_app import ensure_libpython_on_ld_path
+
+
+class ServerStartError(SSDTRTError):
+    """tritonserver exited or did not become ready in time (its log tail is in the message)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _pytriton_dist() -> tuple[Path, Path]:
+    """(tritonserver folder, bundled shared libraries) of the installed nvidia-pytriton wheel."""
+    try:
+        import pytriton
+    except ImportError:
+        raise BackendUnavailableError("tritonserver comes with PyTriton: pip install 'ssdtrt[serve]'") from None
+    root = Path(pytriton.__file__).parent
+    return root / "tritonserver", root.parent / "nvidia_pytriton.libs"
+
+
+@dataclass
+class TritonProcess:
+    """One tritonserver child on 127.0.0.1 (by default) with free ports; `stop()` ends it (SIGTERM, then SIGKILL)."""
+
+    repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    _workdir: Path | None = None
+    _log_copy: str = ""
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def start(self) -> TritonProcess:
+        dist, libs = _pytriton_dist()
+        self._workdir = Path(tempfile.mkdtemp(prefix="ssdtrt-triton-"))
+        backends = self._workdir / "backends"
+        shutil.copytree(dist / "backends", backends, ignore=shutil.ignore_patterns("__pycache__"))
+        version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise BackendUnavailableError(f"PyTriton has no python-backend stub for Python {version}")
+        shutil.copy2(stub, backends / "python" / "triton_python_backend_stub")
+        env = dict(os.environ)
+        ensure_libpython_on_ld_path(env)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join([env["LD_LIBRARY_PATH"], str(libs)])
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        self.log_path = self._workdir / "tritonserver.log"
+        cmd = [
+            str(dist / "bin" / "tritonserver"), f"--model-repository={self.repository}",
+            f"--backend-directory={backends}", f"--cache-directory={dist / 'caches'}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            f"--backend-config=python,shm-region-prefix-name=ssdtrt{os.getpid()}x{self.http_port}",
+            "--exit-timeout-secs=30", *self.extra_args,
+        ]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout_s: float = 120.0, *, live_only: bool = False) -> None:
+        """Poll /v2/health/ready (or /live) until it answers 200; ServerStartError with the log tail otherwise."""
+        path = "live" if live_only else "ready"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise ServerStartError(f"tritonserver exited (code {self.process and self.process.returncode}):\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://{self.http_url}/v2/health/{path}", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        raise ServerStartError(f"tritonserver not {path} after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_text(self) -> str:
+        if self.log_path is not None and self.log_path.is_file():
+            return self.log_path.read_text(errors="replace")
+        return self._log_copy
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 40.0) -> int | None:
+        """SIGTERM (Triton drains in-flight requests), SIGKILL of the process group after `timeout_s`."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        if proc is not None:  # python-backend stubs share the group: none may outlive the server
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self._workdir is not None:
+            self._keep_log()
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        return None if proc is None else proc.returncode
+
+    def _keep_log(self) -> None:
+        if self.log_path is not None and self.log_path.is_file():
+            self._log_copy = self.log_text()
+
+    def __enter__(self) -> TritonProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
