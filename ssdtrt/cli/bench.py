@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
         pass
     else:
         register_postprocess(bench)
+    from ssdtrt.cli.bench_serve import register_serve
+
+    register_serve(bench)
     app.add_typer(bench, name="bench")
 
 

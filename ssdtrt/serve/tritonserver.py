@@ -98,15 +98,16 @@ class TritonProcess:
                                             start_new_session=True)
         return self
 
-    def wait_ready(self, timeout_s: float = 120.0, *, live_only: bool = False) -> None:
-        """Poll /v2/health/ready (or /live) until it answers 200; ServerStartError with the log tail otherwise."""
-        path = "live" if live_only else "ready"
+    def wait_ready(self, timeout_s: float = 120.0, *, model: str | None = None, live_only: bool = False) -> None:
+        """Poll /v2/health/ready (/live; /v2/models/MODEL/ready when `model` is given: PyTriton's server is ready
+        before it loads its model) until it answers 200; ServerStartError with the log tail otherwise."""
+        path = f"v2/models/{model}/ready" if model else "v2/health/live" if live_only else "v2/health/ready"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 raise ServerStartError(f"tritonserver exited (code {self.process and self.process.returncode}):\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"http://{self.http_url}/v2/health/{path}", timeout=2) as resp:
+                with urllib.request.urlopen(f"http://{self.http_url}/{path}", timeout=2) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -151,3 +152,25 @@ class TritonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class ServeProcess(TritonProcess):
+    """`ssdtrt serve MODEL` as a child process (for `bench serve` and tests): same ports, readiness and stop.
+
+    `repository` is unused here (kept by the base class); `model` is what gets served."""
+
+    model: Path | None = None
+    serve_args: tuple[str, ...] = ()
+
+    def start(self) -> ServeProcess:
+        self._workdir = Path(tempfile.mkdtemp(prefix="ssdtrt-serve-"))
+        self.log_path = self._workdir / "serve.log"
+        cmd = [
+            sys.executable, "-m", "ssdtrt.cli.app", "serve", str(self.model), "--host", self.host,
+            "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+            "--metrics-port", str(self.metrics_port), *self.serve_args,
+        ]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
