@@ -138,7 +138,10 @@ def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: C
         # statistics stay readable (ssdtrt bench serve reads the batch sizes); the mutating endpoints keep
         # PyTriton's token protection
         security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
-        with Triton(config=triton_config, security_config=security) as triton:
+        # no `with Triton()`: entering it starts the server and `bind` would load the model before the class
+        # names are in its config
+        triton = Triton(config=triton_config, security_config=security)
+        try:
             triton.bind(
                 model_name=settings.model_name,
                 infer_func=[make_infer_func(det, k) for det in detectors],
@@ -152,6 +155,8 @@ def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: C
             if on_ready is not None:
                 on_ready()
             triton.serve()
+        finally:
+            triton.stop()
     except KeyboardInterrupt:
         LOG.info("stopping")
     finally:
@@ -168,11 +173,13 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
 def _publish_class_names(triton: Any, class_names: Sequence[str]) -> None:
     """Put the class names into the bound model's config parameters (`class_names`, a JSON list).
 
-    PyTriton's public ModelConfig has no free parameters; its generated config keeps `backend_parameters`, so they
-    are added there before `run()` writes the config. Logged as well, in case a PyTriton release moves that."""
+    PyTriton's public ModelConfig has no free parameters; the config it generates keeps `backend_parameters`, so
+    they are added there and the config (written at `bind`) is generated again before `run()` loads it."""
     LOG.info("class names (label L = names[L-1]): %s", contract.class_names_json(class_names))
-    for model in getattr(getattr(triton, "_model_manager", None), "models", []):
+    manager = getattr(triton, "_model_manager", None)
+    store = getattr(manager, "_model_store_path", None)
+    for model in getattr(manager, "models", []):
         config = model._get_triton_model_config()
         config.backend_parameters[contract.CLASS_NAMES_PARAMETER] = contract.class_names_json(class_names)
-
-
+        if store is not None:
+            model.generate_model(store)
