@@ -48,7 +48,7 @@ class LevelResult:
         return sum(b * n for b, n in self.batch_histogram.items()) / total if total else 0.0
 
 
-def _client(url: str, protocol: str, concurrency: int = 1) -> Any:
+def _client(url: str, protocol: str) -> Any:
     if protocol == "grpc":
         import tritonclient.grpc as client
     else:

@@ -16,7 +16,6 @@ import signal
 import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,8 +63,7 @@ def make_infer_func(detector: Any, max_detections: int) -> Callable[[list[Any]],
     `detector.detect` over the decodable images → one response per request.
 
     PyTriton 0.7 can only fail a whole batch, so a request whose image does not decode gets `num_detections` = -1
-    and its message in the `error` output; the others of the batch get their detections (the clients of
-    `ssdtrt.serve.client` turn -1 into an ImageReadError with that message)."""
+    and its message in the extra `error` output; the others of the batch get their detections."""
 
     def infer(requests: list[Any]) -> list[dict[str, np.ndarray]]:
         rows: list[np.ndarray] = []
@@ -97,7 +95,6 @@ def make_infer_func(detector: Any, max_detections: int) -> Callable[[list[Any]],
 def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: Callable[[], None] | None = None) -> None:
     """Open `settings.instances` Detectors on `model`, bind them into PyTriton and block until SIGINT/SIGTERM."""
     try:
-        from pytriton.decorators import first_value  # noqa: F401  (import check: pytriton is installed)
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
     except ImportError as err:

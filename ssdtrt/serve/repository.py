@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ class RepositorySettings:
     runner: str | None = None  # python detector: onnxruntime or openvino (default: by artifact)
     threads: int | None = None  # python detector: CPU threads of its runner
     ssdtrt_path: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def export_repository(model: str | Path, out: str | Path, settings: RepositorySettings) -> Path:
