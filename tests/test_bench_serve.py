@@ -29,7 +29,9 @@ def test_bench_serve_writes_reports_and_stops_its_server(small_raw_onnx: Path, t
         assert 0 < lv["latency_ms"]["p50"] <= lv["latency_ms"]["p99"] <= lv["latency_ms"]["max"]
         assert sum(int(b) * n for b, n in lv["batch_histogram"].items()) == 16  # every request executed once
     assert levels[1]["batch_histogram"] == {"1": 16}
-    assert set(report["baseline"]) == {"1", "4"} and all(v["detect"] > 0 for v in report["baseline"].values())
+    rows = {(r["threads"], r["batch"]) for r in report["baseline"]}
+    assert rows == {("default", 1), ("default", 4), (1, 1), (1, 4)}  # runner defaults and the server's --threads
+    assert all(r["detect"] > 0 and r["decode+detect"] > 0 for r in report["baseline"])
     assert report["settings"]["target"].startswith("127.0.0.1")
     assert any("failed requests: 0, lost: 0" in line for line in report["summary"])
     md = Path(f"{out}.md").read_text()

@@ -15,10 +15,10 @@ lscpu > "$OUT/lscpu.txt"
 bench() {  # MODEL NAME [extra args]: sweep + soak
   local model=$1 name=$2; shift 2
   $SSDTRT bench serve "$model" --concurrency 1,2,4,8,16 --max-seconds 10 --max-requests 5000 \
-    --baseline-batch-sizes 1,4,8,16 --baseline-seconds 5 --max-batch-size 16 --max-queue-delay-us 2000 "$@" \
+    --baseline-batch-sizes 1,4,8,16 --baseline-seconds 5 --max-batch-size 16 --max-queue-delay-us 2000 --instances 2 --threads 1 "$@" \
     --json "$OUT/$name-sweep.json" --markdown "$OUT/$name-sweep.md" --plot "$OUT/$name-sweep.png"
   $SSDTRT bench serve "$model" --concurrency 16 --max-seconds 60 --max-requests 100000 --baseline-batch-sizes '' \
-    --max-batch-size 16 --max-queue-delay-us 2000 "$@" \
+    --max-batch-size 16 --max-queue-delay-us 2000 --instances 2 --threads 1 "$@" \
     --json "$OUT/$name-soak60s-c16.json" --markdown "$OUT/$name-soak60s-c16.md"
 }
 

@@ -152,30 +152,32 @@ def _error_output(result: Any) -> str:
 
 
 def in_process_baseline(model: str, images: Sequence[bytes], batch_sizes: Sequence[int], seconds: float,
-                        **detector_options: Any) -> dict[int, dict[str, float]]:
-    """`Detector` throughput per batch size on the same encoded images: decode + detect (the work a request does)
-    and detect alone (decoded beforehand). Each batch size runs for about `seconds` after one warm-up batch."""
+                        thread_options: Sequence[dict[str, Any]] = ({},)) -> list[dict[str, Any]]:
+    """`Detector` throughput per runner-threads setting × batch size on the same encoded images: decode + detect
+    (the work a request does) and detect alone (decoded beforehand). Each row runs about `seconds` per mode after
+    one warm-up batch. Rows: {"threads", "batch", "decode+detect", "detect"} in images per second."""
     from ssdtrt.imageio import decode_image
     from ssdtrt.pipeline import Detector
 
     decoded = [decode_image(b) for b in images]
-    out: dict[int, dict[str, float]] = {}
-    for bs in batch_sizes:
-        with Detector(model, batch_size=bs, **detector_options) as det:
-            row = {}
-            for mode in ("decode+detect", "detect"):
-                n, i = 0, 0
-                det.detect([decoded[j % len(decoded)] for j in range(bs)])  # warm-up
-                t0 = time.perf_counter()
-                while time.perf_counter() - t0 < seconds:
-                    idx = [(i + j) % len(images) for j in range(bs)]
-                    batch = [decode_image(images[j]) for j in idx] if mode == "decode+detect" else [decoded[j] for j in idx]
-                    det.detect(batch)
-                    n += bs
-                    i += bs
-                row[mode] = n / (time.perf_counter() - t0)
-            out[bs] = row
-    return out
+    rows: list[dict[str, Any]] = []
+    for options in thread_options:
+        for bs in batch_sizes:
+            with Detector(model, batch_size=bs, **options) as det:
+                row: dict[str, Any] = {"threads": next(iter(options.values()), "default"), "batch": bs}
+                for mode in ("decode+detect", "detect"):
+                    n, i = 0, 0
+                    det.detect([decoded[j % len(decoded)] for j in range(bs)])  # warm-up
+                    t0 = time.perf_counter()
+                    while time.perf_counter() - t0 < seconds:
+                        idx = [(i + j) % len(images) for j in range(bs)]
+                        batch = [decode_image(images[j]) for j in idx] if mode == "decode+detect" else [decoded[j] for j in idx]
+                        det.detect(batch)
+                        n += bs
+                        i += bs
+                    row[mode] = n / (time.perf_counter() - t0)
+                rows.append(row)
+    return rows
 
 
 def level_dict(r: LevelResult) -> dict[str, Any]:

@@ -54,9 +54,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     if report.get("baseline"):
-        lines += ["In-process `Detector` on the same images (img/s):", "", "| batch | decode+detect | detect (decoded) |",
-                  "| --- | --- | --- |"]
-        lines += [f"| {b} | {v['decode+detect']:.1f} | {v['detect']:.1f} |" for b, v in report["baseline"].items()]
+        lines += ["In-process `Detector` on the same images (img/s), measured in the same run before the server started:",
+                  "", "| runner threads | batch | decode+detect | detect (decoded) |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['threads']} | {r['batch']} | {r['decode+detect']:.1f} | {r['detect']:.1f} |" for r in report["baseline"]]
         lines.append("")
     lines += [f"- {line}" for line in report["summary"]]
     return "\n".join(lines) + "\n"
@@ -74,7 +74,7 @@ def plot(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(conc, [lv["throughput_rps"] for lv in levels], "o-", label="served (req/s)")
     if report.get("baseline"):
-        best = max(v["decode+detect"] for v in report["baseline"].values())
+        best = max(r["decode+detect"] for r in report["baseline"])
         ax1.axhline(best, color="gray", ls="--", label=f"in-process best ({best:.1f} img/s)")
         ax1.axhline(0.8 * best, color="gray", ls=":", label="0.8× in-process")
     ax1.set_xscale("log", base=2)
