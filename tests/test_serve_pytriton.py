@@ -31,9 +31,8 @@ K = 50
 def server(small_raw_onnx: Path):
     proc = ServeProcess(repository=Path("."), model=small_raw_onnx, serve_args=(
         "--max-batch-size", "8", "--max-queue-delay-us", "100000", "--max-detections", str(K), "--threads", "1"))
-    proc.start()
     try:
-        proc.wait_ready(180, model="ssd")
+        proc.start_ready(180, model="ssd")
         yield proc
     finally:
         proc.stop()

@@ -83,8 +83,7 @@ def run_serve_bench(plan: ServeBenchPlan, load: LoadSettings, progress: Callable
     try:
         if server is not None:
             progress("starting the server on 127.0.0.1")
-            server.start()
-            server.wait_ready(180, model=load.model_name)
+            server.start_ready(180, model=load.model_name)
             url = server.grpc_url if load.protocol == "grpc" else server.http_url
         assert url is not None
         for c in load.concurrency:

@@ -28,8 +28,8 @@ LOG = logging.getLogger("ssdtrt.serve")
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """What `ssdtrt serve` exposes. Ports 0 = Triton's defaults are NOT used: pick explicit ports or let the CLI
-    find free ones (tests do)."""
+    """What `ssdtrt serve` exposes (the CLI options). The defaults are Triton's usual ports on 127.0.0.1 only;
+    `runner_options` go to each instance's runner (e.g. intra_op_threads / num_threads)."""
 
     host: str = "127.0.0.1"
     http_port: int = 8000

@@ -25,6 +25,10 @@ from ssdtrt.errors import BackendUnavailableError, SSDTRTError
 from ssdtrt.serve.pytriton_app import ensure_libpython_on_ld_path
 
 
+#: start-up failures worth one more try (a race under load), as they appear in the server's log
+RETRYABLE = ("Timeout occurred while waiting for config file",)
+
+
 class ServerStartError(SSDTRTError):
     """tritonserver exited or did not become ready in time (its log tail is in the message)."""
 
@@ -114,6 +118,20 @@ class TritonProcess:
                 pass
             time.sleep(0.5)
         raise ServerStartError(f"tritonserver not {path} after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def start_ready(self, timeout_s: float = 180.0, *, model: str | None = None, attempts: int = 3) -> TritonProcess:
+        """`start` + `wait_ready`, starting again (same ports) when the model failed to load for a start-up race:
+        PyTriton's stub waits only 1 s for its handshake socket, which a loaded 2-core machine can miss."""
+        for attempt in range(1, attempts + 1):
+            self.start()
+            try:
+                self.wait_ready(timeout_s, model=model)
+                return self
+            except ServerStartError as err:
+                self.stop()
+                if attempt == attempts or not any(m in str(err) or m in self.log_text() for m in RETRYABLE):
+                    raise
+        return self
 
     def log_text(self) -> str:
         if self.log_path is not None and self.log_path.is_file():
