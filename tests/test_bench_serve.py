@@ -19,7 +19,7 @@ def test_bench_serve_writes_reports_and_stops_its_server(small_raw_onnx: Path, t
     out = tmp_path / "r"
     code = main(["bench", "serve", str(small_raw_onnx), "--concurrency", "1,4", "--max-requests", "16",
                  "--max-seconds", "10", "--images", "4", "--baseline-batch-sizes", "1,4", "--baseline-seconds", "0.5",
-                 "--threads", "1", "--json", f"{out}.json", "--markdown", f"{out}.md", "--plot", f"{out}.png"])
+                 "--threads", "1", "--interleave", "2", "--interleave-seconds", "1", "--json", f"{out}.json", "--markdown", f"{out}.md", "--plot", f"{out}.png"])
     assert code == 0
     report = json.loads(Path(f"{out}.json").read_text())
     levels = {lv["concurrency"]: lv for lv in report["levels"]}
@@ -32,6 +32,9 @@ def test_bench_serve_writes_reports_and_stops_its_server(small_raw_onnx: Path, t
     rows = {(r["threads"], r["batch"]) for r in report["baseline"]}
     assert rows == {("default", 1), ("default", 4), (1, 1), (1, 4)}  # runner defaults and the server's --threads
     assert all(r["detect"] > 0 and r["decode+detect"] > 0 for r in report["baseline"])
+    rounds = report["interleaved"]
+    assert len(rounds) == 2 and all(r["concurrency"] == 4 and r["served_req_s"] > 0 and r["failed"] == 0 for r in rounds)
+    assert all(abs(r["ratio"] - r["served_req_s"] / r["in_process_img_s"]) < 1e-9 for r in rounds)
     assert report["settings"]["target"].startswith("127.0.0.1")
     assert any("failed requests: 0, lost: 0" in line for line in report["summary"])
     md = Path(f"{out}.md").read_text()

@@ -3,8 +3,9 @@
 #   bash benchmarks/serving/run.sh [demo|resnet50|all]     (default all; ~14 min; run on a quiet machine)
 # demo needs runs/demo/ from `make demo` (DEMO=path overrides). Each server binds 127.0.0.1 on free ports and is
 # stopped by its PID at the end; every load level is bounded by --max-requests and --max-seconds.
-# Two runs per model: a sweep (concurrency 1..16, 10 s a level, with the in-process Detector baseline measured in
-# the same run: the throughput ratio) and a soak (concurrency 16 for 60 s: failed/lost requests, p99).
+# Two runs per model: a sweep (concurrency 1..16, with the in-process Detector baseline measured in the same run,
+# then 3 rounds alternating in-process and served windows: the throughput ratio under the same background load) and
+# a soak (concurrency 16 for 60 s: failed/lost requests, p99). 2 server instances x 1 runner thread on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SSDTRT=${SSDTRT:-".venv/bin/python -m ssdtrt.cli.app"}
@@ -12,10 +13,11 @@ OUT=benchmarks/serving
 what=${1:-all}
 lscpu > "$OUT/lscpu.txt"
 
-bench() {  # MODEL NAME [extra args]: sweep + soak
-  local model=$1 name=$2; shift 2
-  $SSDTRT bench serve "$model" --concurrency 1,2,4,8,16 --max-seconds 10 --max-requests 5000 \
-    --baseline-batch-sizes 1,4,8,16 --baseline-seconds 5 --max-batch-size 16 --max-queue-delay-us 2000 --instances 2 --threads 1 "$@" \
+bench() {  # MODEL NAME LEVEL_SECONDS [extra args]: sweep (+ interleaved ratio rounds) and soak
+  local model=$1 name=$2 secs=$3; shift 3
+  $SSDTRT bench serve "$model" --concurrency 1,2,4,8,16 --max-seconds "$secs" --max-requests 5000 \
+    --baseline-batch-sizes 1,4,8,16 --baseline-seconds $((secs / 2)) --interleave 3 --interleave-seconds "$secs" \
+    --max-batch-size 16 --max-queue-delay-us 2000 --instances 2 --threads 1 "$@" \
     --json "$OUT/$name-sweep.json" --markdown "$OUT/$name-sweep.md" --plot "$OUT/$name-sweep.png"
   $SSDTRT bench serve "$model" --concurrency 16 --max-seconds 60 --max-requests 100000 --baseline-batch-sizes '' \
     --max-batch-size 16 --max-queue-delay-us 2000 --instances 2 --threads 1 "$@" \
@@ -25,7 +27,7 @@ bench() {  # MODEL NAME [extra args]: sweep + soak
 if [ "$what" = demo ] || [ "$what" = all ]; then
   demo=${DEMO:-runs/demo}
   [ -f "$demo/export/ssd-small-raw.onnx" ] || { echo "run 'make demo' first ($demo/export/ssd-small-raw.onnx is missing)" >&2; exit 1; }
-  bench "$demo/export/ssd-small-raw.onnx" demo-ssd-small-onnx
+  bench "$demo/export/ssd-small-raw.onnx" demo-ssd-small-onnx 10
 fi
 
 if [ "$what" = resnet50 ] || [ "$what" = all ]; then
@@ -36,5 +38,5 @@ if [ "$what" = resnet50 ] || [ "$what" = all ]; then
   [ -f $d/ssd300-resnet50-raw-int8.onnx ] || $SSDTRT export $d/ssd300-resnet50.pt --mode raw --dynamic-batch --precision int8 \
     --calib-data synthetic --calib-images 64 --calib-method percentile --reduce-range --out $d/ssd300-resnet50-raw-int8.onnx
   [ -f $d/ssd300-resnet50-raw-int8.xml ] || $SSDTRT build-engine $d/ssd300-resnet50-raw-int8.onnx --backend openvino --out $d/ssd300-resnet50-raw-int8.xml
-  bench $d/ssd300-resnet50-raw-int8.xml ssd300-resnet50-int8-openvino --image-size 480x640
+  bench $d/ssd300-resnet50-raw-int8.xml ssd300-resnet50-int8-openvino 16 --image-size 480x640
 fi

@@ -34,6 +34,8 @@ def serve_bench_cmd(
     max_queue_delay_us: Annotated[int, typer.Option("--max-queue-delay-us", min=0, help="Server's batching delay (for MODEL).")] = 2000,
     instances: Annotated[int, typer.Option("--instances", min=1, help="Server's model instances (for MODEL).")] = 1,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads of each runner (server instances and baseline).")] = None,  # noqa: UP007
+    interleave: Annotated[int, typer.Option("--interleave", min=0, help="After the sweep, this many rounds alternating the in-process Detector (best baseline row) and the server (best concurrency >= 4): the fair ratio on a shared machine.")] = 0,
+    interleave_seconds: Annotated[float, typer.Option("--interleave-seconds", min=0.5, help="Seconds of each interleaved window.")] = 10.0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,  # noqa: UP007
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the report as markdown.")] = None,  # noqa: UP007
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of throughput and p99 per concurrency.")] = None,  # noqa: UP007
@@ -58,7 +60,7 @@ def serve_bench_cmd(
         model=model, url=url, repository=repository, data=data, images=images, image_size_hw=_size_hw(image_size),
         baseline_batch_sizes=_csv_ints(baseline_batch_sizes, "--baseline-batch-sizes") if baseline_batch_sizes and model else (),
         baseline_seconds=baseline_seconds, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
-        instances=instances, threads=threads,
+        instances=instances, threads=threads, interleave_rounds=interleave, interleave_seconds=interleave_seconds,
     )
     err, con = console(stderr=True), console()
     report = run_serve_bench(plan, load, progress=lambda line: err.print(line, highlight=False))

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ssdtrt.serve.load import LoadSettings, in_process_baseline, level_dict, run_level
 
 
@@ -27,6 +29,8 @@ class ServeBenchPlan:
     max_queue_delay_us: int = 2000
     instances: int = 1
     threads: int | None = None
+    interleave_rounds: int = 0  # rounds of (in-process best config, served) windows after the sweep
+    interleave_seconds: float = 10.0
 
 
 def encoded_images(data: str, count: int, image_size_hw: tuple[int, int] | None) -> list[bytes]:
@@ -80,6 +84,7 @@ def run_serve_bench(plan: ServeBenchPlan, load: LoadSettings, progress: Callable
     elif plan.repository is not None:
         server = TritonProcess(repository=plan.repository)
     levels = []
+    interleaved: list[dict[str, Any]] = []
     try:
         if server is not None:
             progress("starting the server on 127.0.0.1")
@@ -89,6 +94,8 @@ def run_serve_bench(plan: ServeBenchPlan, load: LoadSettings, progress: Callable
         for c in load.concurrency:
             progress(f"concurrency {c}: up to {load.max_requests} requests / {load.max_seconds:.0f} s")
             levels.append(run_level(url, images, c, load))
+        if plan.interleave_rounds and baseline and plan.model is not None:
+            interleaved = _interleave(plan, load, url, images, baseline, levels, progress)
     finally:
         if server is not None:
             progress(f"stopping the server (pid {server.process.pid if server.process else '-'})")
@@ -100,9 +107,39 @@ def run_serve_bench(plan: ServeBenchPlan, load: LoadSettings, progress: Callable
         "images": len(images),
         "baseline": baseline,
         "levels": [level_dict(r) for r in levels],
+        "interleaved": interleaved,
     }
     report["summary"] = summary(report)
     return report
+
+
+def _interleave(plan: ServeBenchPlan, load: LoadSettings, url: str, images: list[bytes],
+                baseline: list[dict[str, Any]], levels: list[Any], progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Alternate windows of the in-process Detector (its best baseline row) and the server (its best concurrency
+    >= 4) so both see the same background load: on a shared machine only such pairs make a fair ratio."""
+    from ssdtrt.imageio import decode_image
+    from ssdtrt.pipeline import Detector
+    from ssdtrt.serve.load import detector_rate
+
+    best = max(baseline, key=lambda row: row["decode+detect"])
+    candidates = [lv for lv in levels if lv.concurrency >= 4] or levels
+    conc = max(candidates, key=lambda lv: lv.throughput_rps).concurrency
+    options = {} if best["threads"] == "default" else _runner_options(plan.model, int(best["threads"]))
+    window = LoadSettings(concurrency=(conc,), max_requests=10**6, max_seconds=plan.interleave_seconds,
+                          warmup_requests=0, protocol=load.protocol, model_name=load.model_name)
+    decoded = [decode_image(b) for b in images]
+    rounds = []
+    with Detector(str(plan.model), batch_size=best["batch"], **options) as det:
+        for k in range(plan.interleave_rounds):
+            progress(f"interleaved round {k + 1}/{plan.interleave_rounds}: in-process batch {best['batch']} "
+                     f"(threads {best['threads']}) vs served at concurrency {conc}, {plan.interleave_seconds:.0f} s each")
+            local = detector_rate(det, images, decoded, best["batch"], plan.interleave_seconds, decode=True)
+            served = run_level(url, images, conc, window)
+            rounds.append({"in_process_img_s": local, "served_req_s": served.throughput_rps,
+                           "ratio": served.throughput_rps / local if local else 0.0, "failed": served.failed,
+                           "lost": served.lost, "p99_ms": served.latency_ms["p99"],
+                           "batch": best["batch"], "threads": best["threads"], "concurrency": conc})
+    return rounds
 
 
 def summary(report: dict[str, Any]) -> list[str]:
@@ -122,7 +159,16 @@ def summary(report: dict[str, Any]) -> list[str]:
                 f"served best at concurrency >= 4: {top['throughput_rps']:.1f} req/s (concurrency {top['concurrency']}) "
                 f"= {top['throughput_rps'] / best['decode+detect']:.2f}x in-process decode+detect, "
                 f"{top['throughput_rps'] / best_detect:.2f}x detect alone")
-    failed = sum(lv["failed"] for lv in levels)
-    lost = sum(lv["lost"] for lv in levels)
-    lines.append(f"failed requests: {failed}, lost: {lost} (of {sum(lv['requests'] + lv['failed'] for lv in levels)})")
+    rounds = report.get("interleaved") or []
+    if rounds:
+        ratios = sorted(r["ratio"] for r in rounds)
+        lines.append(
+            f"interleaved ({len(rounds)} rounds of in-process batch {rounds[0]['batch']} vs served at concurrency "
+            f"{rounds[0]['concurrency']}): served/in-process = median {float(np.median(ratios)):.2f}x "
+            f"(rounds: {', '.join(f'{r:.2f}' for r in (x['ratio'] for x in rounds))})")
+    windows = levels + rounds
+    failed = sum(w["failed"] for w in windows)
+    lost = sum(w["lost"] for w in windows)
+    lines.append(f"failed requests: {failed}, lost: {lost} (of {sum(lv['requests'] + lv['failed'] for lv in levels)} "
+                 f"in the levels{' and the interleaved windows' if rounds else ''})")
     return lines

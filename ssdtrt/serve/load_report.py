@@ -58,6 +58,13 @@ def markdown(report: dict[str, Any]) -> str:
                   "", "| runner threads | batch | decode+detect | detect (decoded) |", "| --- | --- | --- | --- |"]
         lines += [f"| {r['threads']} | {r['batch']} | {r['decode+detect']:.1f} | {r['detect']:.1f} |" for r in report["baseline"]]
         lines.append("")
+    if report.get("interleaved"):
+        lines += ["Interleaved windows (in-process and served alternate, so both see the same background load):", "",
+                  "| round | in-process img/s | served req/s | ratio | served p99 ms | failed | lost |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {k + 1} | {r['in_process_img_s']:.1f} | {r['served_req_s']:.1f} | {r['ratio']:.2f} | "
+                  f"{r['p99_ms']:.1f} | {r['failed']} | {r['lost']} |" for k, r in enumerate(report["interleaved"])]
+        lines.append("")
     lines += [f"- {line}" for line in report["summary"]]
     return "\n".join(lines) + "\n"
 
