@@ -136,7 +136,7 @@ def _interleave(plan: ServeBenchPlan, load: LoadSettings, url: str, images: list
             local = detector_rate(det, images, decoded, best["batch"], plan.interleave_seconds, decode=True)
             served = run_level(url, images, conc, window)
             rounds.append({"in_process_img_s": local, "served_req_s": served.throughput_rps,
-                           "ratio": served.throughput_rps / local if local else 0.0, "failed": served.failed,
+                           "ratio": served.throughput_rps / local if local else 0.0, "requests": served.requests, "failed": served.failed,
                            "lost": served.lost, "p99_ms": served.latency_ms["p99"],
                            "batch": best["batch"], "threads": best["threads"], "concurrency": conc})
     return rounds
@@ -169,6 +169,7 @@ def summary(report: dict[str, Any]) -> list[str]:
     windows = levels + rounds
     failed = sum(w["failed"] for w in windows)
     lost = sum(w["lost"] for w in windows)
-    lines.append(f"failed requests: {failed}, lost: {lost} (of {sum(lv['requests'] + lv['failed'] for lv in levels)} "
-                 f"in the levels{' and the interleaved windows' if rounds else ''})")
+    sent = sum(w.get("requests", 0) + w["failed"] + w["lost"] for w in windows)
+    lines.append(f"failed requests: {failed}, lost: {lost} (of {sent} sent in the levels"
+                 f"{' and the interleaved windows' if rounds else ''})")
     return lines
