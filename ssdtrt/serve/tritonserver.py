@@ -94,7 +94,7 @@ class TritonProcess:
             f"--http-address={self.host}", f"--http-port={self.http_port}",
             f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
-            f"--backend-config=python,shm-region-prefix-name=ssdtrt{os.getpid()}x{self.http_port}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix()}",
             "--exit-timeout-secs=30", *self.extra_args,
         ]
         with open(self.log_path, "wb") as log:
@@ -156,10 +156,16 @@ class TritonProcess:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for region in Path("/dev/shm").glob(f"{self._shm_prefix()}*"):  # left only when the server was killed
+            region.unlink(missing_ok=True)
         if self._workdir is not None:
             self._keep_log()
             shutil.rmtree(self._workdir, ignore_errors=True)
         return None if proc is None else proc.returncode
+
+    def _shm_prefix(self) -> str:
+        """This server's python-backend shared-memory regions: /dev/shm/<prefix>*."""
+        return f"ssdtrt{os.getpid()}x{self.http_port}"
 
     def _keep_log(self) -> None:
         if self.log_path is not None and self.log_path.is_file():
