@@ -128,7 +128,8 @@ def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: C
         grpc_port=settings.grpc_port, metrics_address=settings.host, metrics_port=settings.metrics_port,
         exit_timeout_secs=30,
     )
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # both signals explicitly: a shell starting the server in the background leaves SIGINT ignored
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for det in detectors:
             det.runner.activate()
@@ -157,13 +158,14 @@ def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: C
     except KeyboardInterrupt:
         LOG.info("stopping")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for det in detectors:
             det.close()
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM → the same path as Ctrl-C: PyTriton stops tritonserver (draining in-flight requests)."""
+    """SIGINT/SIGTERM → KeyboardInterrupt: PyTriton stops tritonserver (draining in-flight requests)."""
     raise KeyboardInterrupt
 
 
