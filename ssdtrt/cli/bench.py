@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
     from ssdtrt.cli.bench_throughput import register_throughput
 
     register_throughput(bench)
+    from ssdtrt.cli.bench_serve import register_serve
+
+    register_serve(bench)
     app.add_typer(bench, name="bench")
 
 

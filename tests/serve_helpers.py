@@ -1,0 +1,63 @@
+"""Helpers for the serving tests: encoded test images, the Detector reference, and comparing a response to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ssdtrt.imageio import decode_image
+from ssdtrt.pipeline import Detector
+from ssdtrt.serve import contract
+
+BOX_ATOL_PX = 1e-2  # float32 through the wire is exact; batching may pick other kernels (tiny float differences)
+SCORE_ATOL = 1e-5
+
+
+def encoded_images(n: int = 3, seed: int = 0) -> list[bytes]:
+    """PNG bytes of textured images of different sizes (pixel coordinates must follow each original size)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        h, w = int(rng.integers(120, 300)), int(rng.integers(120, 300))
+        small = rng.integers(0, 256, (max(h // 16, 3), max(w // 16, 3), 3), dtype=np.uint8)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        out.append(cv2.imencode(".png", img)[1].tobytes())
+    return out
+
+
+def reference(model: Path, images: list[bytes]) -> list:
+    with Detector(model) as det:
+        return det.detect([decode_image(b) for b in images])
+
+
+def assert_same(outputs: dict[str, np.ndarray], expected, k: int) -> None:
+    """One response (batch of 1) equals the Detector's detections of that image (padding zero)."""
+    assert outputs["boxes"].shape == (1, k, 4) and outputs["scores"].shape == (1, k) and outputs["labels"].shape == (1, k)
+    assert outputs["num_detections"].dtype == np.int32 and outputs["labels"].dtype == np.int32
+    got = contract.unpack_detections(outputs)[0]
+    n = len(expected)
+    assert len(got) == min(n, k)
+    np.testing.assert_array_equal(got.labels, np.asarray(expected.labels)[:k])
+    np.testing.assert_allclose(got.boxes, np.asarray(expected.boxes)[:k], atol=BOX_ATOL_PX, rtol=0)
+    np.testing.assert_allclose(got.scores, np.asarray(expected.scores)[:k], atol=SCORE_ATOL, rtol=0)
+    assert not outputs["boxes"][0, len(got):].any() and not outputs["scores"][0, len(got):].any()
+
+
+def request(module, data: bytes) -> list:
+    inp = module.InferInput(contract.INPUT_NAME, [1, 1], "BYTES")
+    inp.set_data_from_numpy(np.array([[data]], dtype=object))
+    return [inp]
+
+
+def as_dict(result) -> dict[str, np.ndarray]:
+    return {name: result.as_numpy(name) for name in contract.OUTPUT_NAMES}
+
+
+def batch_sizes(stats: dict, model: str) -> dict[int, int]:
+    """Executions per batch size of `model` from HTTP statistics JSON."""
+    for m in stats["model_stats"]:
+        if m["name"] == model:
+            return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in m.get("batch_stats", [])}
+    return {}
