@@ -54,10 +54,10 @@ def postprocess_numpy(
     scores = logits.astype(np.float32, copy=False)
     locs = locs.astype(np.float32, copy=False)
     priors = np.asarray(priors, dtype=np.float32)
-    rows = _rows_that_can_pass(scores, score_threshold, scores_are_probs)
-    if rows is not None:
+    found = _rows_that_can_pass(scores, score_threshold, scores_are_probs)
+    if found is not None:
         sparse = _select_sparse(
-            locs, scores, priors, rows, score_threshold, iou_threshold, topk_candidates, max_detections, min_size,
+            locs, scores, priors, found, score_threshold, iou_threshold, topk_candidates, max_detections, min_size,
             variances, scores_are_probs, boxes_are_decoded,
         )
         if sparse is not None:
@@ -81,8 +81,11 @@ ROW_FILTER_LOG_MARGIN = 1e-4
 SPARSE_MAX_ROW_SHARE = 0.5
 
 
-def _rows_that_can_pass(scores: np.ndarray, score_threshold: float, scores_are_probs: bool) -> np.ndarray | None:
-    """Flat (image * P + prior) indices of the rows where some class can score above the threshold, or None.
+def _rows_that_can_pass(
+    scores: np.ndarray, score_threshold: float, scores_are_probs: bool
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(flat image * P + prior indices of the rows where some class can score above the threshold, those rows'
+    max over all classes (None for probabilities): the softmax reuses it), or None.
 
     A class probability is exp(l_c - max_l) / sum, and the sum is >= 1, so p_c > thr needs l_c - max_l > log(thr):
     one max over the classes finds the rows worth a softmax, without exponentiating the whole [N, P, C] head (a
@@ -92,13 +95,16 @@ def _rows_that_can_pass(scores: np.ndarray, score_threshold: float, scores_are_p
     if not score_threshold > 0 or scores.shape[-1] < 2 or scores.size == 0:
         return None
     best_fg = max_over_classes(scores, first=1)
+    best = None
     if scores_are_probs:
         can_pass = best_fg > np.float32(score_threshold)
     else:
         best = np.maximum(scores[..., 0], best_fg)
         can_pass = (best_fg - best) > np.float32(np.log(score_threshold) - ROW_FILTER_LOG_MARGIN)
     rows = np.flatnonzero(can_pass)
-    return rows if rows.size <= SPARSE_MAX_ROW_SHARE * can_pass.size else None
+    if rows.size > SPARSE_MAX_ROW_SHARE * can_pass.size:
+        return None
+    return rows, None if best is None else best.reshape(-1)[rows]
 
 
 #: Bytes of scores one column sweep of `max_over_classes` covers (stays in L2 / L3 across the class loop).
@@ -127,7 +133,7 @@ def _select_sparse(
     locs: np.ndarray,
     scores: np.ndarray,
     priors: np.ndarray,
-    rows: np.ndarray,
+    found: tuple[np.ndarray, np.ndarray | None],
     score_threshold: float,
     iou_threshold: float,
     topk_candidates: int | None,
@@ -142,8 +148,9 @@ def _select_sparse(
     None when a per-class top-k cap would bind (the dense path ranks those rows with a partition)."""
     n_img, n_pri, n_all = scores.shape
     n_cls = n_all - 1
+    rows, row_max = found
     row_scores = scores.reshape(-1, n_all)[rows]
-    probs = row_scores if scores_are_probs else softmax(row_scores)
+    probs = row_scores if scores_are_probs else softmax(row_scores, row_max)
     # rows ascending = (image, prior) ascending; flatnonzero + divmod is ~9x faster than a 2-D nonzero
     r, cls = np.divmod(np.flatnonzero(probs[:, 1:] > np.float32(score_threshold)), n_cls)
     if topk_candidates is not None and topk_candidates <= 0:
@@ -170,9 +177,10 @@ def postprocess_numpy_spec(
     return postprocess_numpy(locs, logits, priors, **spec.as_kwargs(), **kwargs)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis in the input dtype (max-subtracted, as torch does)."""
-    z = logits - logits.max(axis=-1, keepdims=True)
+def softmax(logits: np.ndarray, row_max: np.ndarray | None = None) -> np.ndarray:
+    """Softmax over the last axis in the input dtype (max-subtracted, as torch does). `row_max`: the max over the
+    last axis when the caller has it already (a max is exact, so the result is the same)."""
+    z = logits - (logits.max(axis=-1, keepdims=True) if row_max is None else row_max[..., None])
     np.exp(z, out=z)
     z /= z.sum(axis=-1, keepdims=True)
     return z

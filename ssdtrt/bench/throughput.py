@@ -9,7 +9,8 @@ Per model, in one process and on one opened runner (throughput mode):
   concurrent `run` calls on the session; others: `infer_async` futures kept in flight;
 - pipeline: `Detector.stream` on decoded RGB images (cycled) → detections in pixels, with per-image latency;
 - sequential (optional): `Detector.detect` batch by batch on a latency-mode runner — the pre-stream `detect` path.
-Bare time is split into two halves around the pipeline run so machine drift hits both sides alike.
+Bare and pipeline alternate in `rounds` short rounds and the ratio is the median of the rounds' ratios, so machine
+drift (30% on shared VMs, within a minute) hits both sides alike.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ Progress = Callable[[str, str, float, float], None]
 class ThroughputSettings:
     """What every model is measured with (recorded in the JSON). None = the backend's choice."""
 
-    seconds: float = 10.0  # timed seconds of the pipeline (and as many of bare, split in two halves)
+    seconds: float = 10.0  # timed seconds of the pipeline (and as many of bare), split over `rounds`
     warmup_seconds: float = 2.0
+    rounds: int = 3  # alternations bare → pipeline; ratio = median of the per-round ratios
     requests: int | None = None  # inference requests in flight
     batch_size: int | None = None  # images per request
     backend: str | None = None
@@ -48,6 +50,8 @@ class ThroughputSettings:
     def __post_init__(self) -> None:
         if self.seconds <= 0 or self.warmup_seconds < 0:
             raise ValueError(f"seconds must be > 0 and warmup_seconds >= 0, got {self.seconds}, {self.warmup_seconds}")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         for name in ("requests", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -69,6 +73,7 @@ class ThroughputResult:
     speedup_vs_sequential: float | None
     settings: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    rounds: list[dict[str, float]] = field(default_factory=list)  # per round: pipeline / bare images/s, ratio
 
 
 @dataclass
@@ -135,22 +140,33 @@ def measure_model(
         shape = (det.static_batch or batch, 3, pre.height, pre.width)
         feeds = {det.input.name: np.random.default_rng(0).normal(size=shape).astype(det.input.dtype)}
         tick = (lambda phase, t, total: progress(label, phase, t, total)) if progress else None  # noqa: E731
-        half = settings.seconds / 2
+        per_round = settings.seconds / settings.rounds
         bare_run(det.runner, feeds, in_flight, settings.warmup_seconds, None)  # warm-up of the backend alone
-        n1, t1 = bare_run(det.runner, feeds, in_flight, half, tick and (lambda t: tick("bare", t, settings.seconds)))
-        count, elapsed, latencies = pipeline_run(det, images, stream_settings, settings, tick)
-        n2, t2 = bare_run(
-            det.runner, feeds, in_flight, half, tick and (lambda t: tick("bare", half + t, settings.seconds))
-        )
+        _warm_pipeline(det, images, stream_settings, settings.warmup_seconds)
+        rounds: list[dict[str, float]] = []
+        latencies: list[float] = []
+        for r in range(settings.rounds):
+            done_s = r * per_round
+            n, t = bare_run(det.runner, feeds, in_flight, per_round,
+                            tick and (lambda t, d=done_s: tick("bare", d + t, settings.seconds)))
+            count, elapsed, lat = pipeline_run(
+                det, images, stream_settings, settings, tick and (lambda ph, t, _, d=done_s: tick(ph, d + t, settings.seconds)),
+                seconds=per_round, warmup=False,
+            )
+            latencies += lat
+            rounds.append({"pipeline_images_per_second": count / elapsed, "bare_images_per_second": n * batch / t,
+                           "ratio": (count / elapsed) / (n * batch / t), "pipeline_images": count,
+                           "pipeline_s": elapsed, "bare_images": n * batch, "bare_s": t})
         runner_info = det.runner.describe()
-    bare_ips = (n1 + n2) * batch / (t1 + t2)
-    ips = count / elapsed
+    bare_ips = sum(r["bare_images"] for r in rounds) / sum(r["bare_s"] for r in rounds)
+    ips = sum(r["pipeline_images"] for r in rounds) / sum(r["pipeline_s"] for r in rounds)
+    ratio = float(np.median([r["ratio"] for r in rounds]))
     seq_ips = sequential_run(model, backend, images, settings, tick) if settings.sequential else None
     p50, p90, p99 = np.percentile(np.asarray(latencies), [50, 90, 99])
     return ThroughputResult(
         model=str(model), label=label, backend=backend, precision=str(runner_info.get("precision")),
-        images_per_second=ips, bare_images_per_second=bare_ips, ratio=ips / bare_ips,
-        latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)}, images=count,
+        images_per_second=ips, bare_images_per_second=bare_ips, ratio=ratio, rounds=rounds,
+        latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)}, images=len(latencies),
         sequential_images_per_second=seq_ips, speedup_vs_sequential=(ips / seq_ips) if seq_ips else None,
         settings={"batch_size": batch, "requests": in_flight, "runner": runner_info,
                   "sequential_batch": settings.sequential_batch if settings.sequential else None},
@@ -164,26 +180,36 @@ def _cycle_until(images: Sequence[np.ndarray], deadline: float) -> Iterator[np.n
         i += 1
 
 
-def pipeline_run(
-    det: Any, images: Sequence[np.ndarray], stream_settings: Any, settings: ThroughputSettings, tick: Any
-) -> tuple[int, float, list[float]]:
-    """(images done, seconds, per-image latency ms) of `Detector.stream` fed for `settings.seconds` (after warm-up)."""
+def _warm_pipeline(det: Any, images: Sequence[np.ndarray], stream_settings: Any, seconds: float) -> None:
     from ssdtrt.stream import stream_detect
 
-    for _ in stream_detect(det, _cycle_until(images, time.perf_counter() + settings.warmup_seconds), stream_settings):
+    for _ in stream_detect(det, _cycle_until(images, time.perf_counter() + seconds), stream_settings):
         pass
+
+
+def pipeline_run(
+    det: Any, images: Sequence[np.ndarray], stream_settings: Any, settings: ThroughputSettings, tick: Any,
+    *, seconds: float | None = None, warmup: bool = True,
+) -> tuple[int, float, list[float]]:
+    """(images done, seconds, per-image latency ms) of `Detector.stream` fed for `seconds` (default
+    `settings.seconds`), after a `settings.warmup_seconds` warm-up stream unless `warmup` is False."""
+    from ssdtrt.stream import stream_detect
+
+    seconds = settings.seconds if seconds is None else seconds
+    if warmup:
+        _warm_pipeline(det, images, stream_settings, settings.warmup_seconds)
     gc.collect()
     latencies: list[float] = []
     start = time.perf_counter()
     last = start
-    for result in stream_detect(det, _cycle_until(images, start + settings.seconds), stream_settings):
+    for result in stream_detect(det, _cycle_until(images, start + seconds), stream_settings):
         latencies.append(result.latency_ms)
         now = time.perf_counter()
         if tick is not None and now - last > 0.5:
-            tick("pipeline", now - start, settings.seconds)
+            tick("pipeline", now - start, seconds)
             last = now
     if not latencies:
-        raise SSDTRTError(f"no image went through the pipeline in {settings.seconds} s")
+        raise SSDTRTError(f"no image went through the pipeline in {seconds} s")
     return len(latencies), time.perf_counter() - start, latencies
 
 

@@ -61,8 +61,13 @@ def markdown(report: dict[str, Any], command: str | None = None) -> str:
         "",
         "pipeline = `Detector.stream` (decoded RGB image in → detections in pixels out, decode/pre/post beside "
         "inference); bare = the backend alone on random input with the same requests in flight (OpenVINO "
-        "AsyncInferQueue, ONNX Runtime concurrent runs); ratio = pipeline ÷ bare; latency = per image, in the pipeline.",
+        "AsyncInferQueue, ONNX Runtime concurrent runs); ratio = median over the alternated bare → pipeline rounds of "
+        "pipeline ÷ bare; latency = per image, in the pipeline.",
     ]
+    for r in report["results"]:
+        if r.get("rounds"):
+            per = ", ".join(f"{x['ratio']:.2f}" for x in r["rounds"])
+            lines.append(f"- {r['label']}: ratio per round {per}")
     if report.get("errors"):
         lines += ["", "Errors:", *[f"- {e}" for e in report["errors"]]]
     return "\n".join(lines) + "\n"

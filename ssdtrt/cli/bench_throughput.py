@@ -23,6 +23,7 @@ def throughput_cmd(
     batch: Annotated[Optional[int], typer.Option("--batch", min=1, help="Images per request (default: the model's static batch, else 1).")] = None,  # noqa: UP007
     backend: Annotated[Optional[str], typer.Option("--backend", help="onnxruntime or openvino for an .onnx (default: from the model's type).")] = None,  # noqa: UP007
     warmup: Annotated[float, typer.Option("--warmup", min=0.0, help="Untimed warm-up seconds per phase.")] = 2.0,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Alternations of bare backend and pipeline; the ratio is the median of the rounds' ratios (drift-robust).")] = 3,
     sequential: Annotated[bool, typer.Option("--sequential/--no-sequential", help="Also time the sequential detect path (latency-mode runner, batches of 8).")] = True,
     data: DataOption = "synthetic",
     image_size: Annotated[Optional[str], typer.Option("--image-size", help="Resize the decoded images to HEIGHTxWIDTH first (e.g. 480x640).")] = None,  # noqa: UP007
@@ -43,7 +44,7 @@ def throughput_cmd(
 
     con, err = console(), console(stderr=True)
     settings = ThroughputSettings(
-        seconds=seconds, warmup_seconds=warmup, requests=requests, batch_size=batch, backend=backend,
+        seconds=seconds, warmup_seconds=warmup, rounds=rounds, requests=requests, batch_size=batch, backend=backend,
         sequential=sequential, data=data, image_size_hw=_size_hw(image_size),
     )
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
