@@ -224,3 +224,46 @@ def test_older_manifest_is_accepted_with_one_warning_line(small_raw_onnx: Path, 
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if "records no sha256" in ln]
     assert len(lines) == 1 and lines[0].startswith("warning: ") and str(model) in lines[0], proc.stderr
+
+
+def corrupted_copy(small_raw_onnx: Path, folder: Path) -> Path:
+    """A copy of the small ONNX with one byte flipped (same size): only the sha256 can tell."""
+    model = copy_pair(small_raw_onnx, folder)
+    flip_middle_byte(model)
+    return model
+
+
+def test_bench_latency_refuses_a_corrupted_model(small_raw_onnx: Path, tmp_path: Path) -> None:
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    args = ("bench", "latency", str(model), "--backend", "onnxruntime", "--batch-sizes", "1", "--warmup", "1",
+            "--iters", "2", "--threads", "1", "--json", str(tmp_path / "lat.json"))
+    assert_one_line_error(cli(*args), str(model), "sha256", str(model.with_suffix(".json")))
+    assert not (tmp_path / "lat.json").exists()
+    # --no-verify skips only the hash: this flipped byte lies in a weight, so ONNX Runtime loads and runs it
+    proc = cli(*args, "--no-verify")
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "sha256" not in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "lat.json").read_text())["settings"]["verify_hash"] is False
+
+
+def test_bench_throughput_refuses_a_corrupted_model(small_raw_onnx: Path, tmp_path: Path) -> None:
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    args = ("bench", "throughput", str(model), "--seconds", "0.2", "--warmup", "0", "--batch", "1", "--requests", "1",
+            "--json", str(tmp_path / "tp.json"))
+    assert_one_line_error(cli(*args), str(model), "sha256", str(model.with_suffix(".json")))
+    assert not (tmp_path / "tp.json").exists()
+    # --no-verify reaches both Detectors (pipeline and the sequential one): the run passes verification and completes
+    proc = cli(*args, "--no-verify")
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "sha256" not in proc.stderr, proc.stderr
+    report = json.loads((tmp_path / "tp.json").read_text())
+    assert report["settings"]["verify_hash"] is False and report["results"][0]["sequential_images_per_second"]
+
+
+def test_bench_latency_library_checks_the_hash_when_planning(small_raw_onnx: Path, tmp_path: Path) -> None:
+    from ssdtrt.bench.latency import plan_variants
+
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    with pytest.raises(ManifestError, match="sha256"):
+        plan_variants([model], ["onnxruntime"])
+    assert [v.backend for v in plan_variants([model], ["onnxruntime"], verify_hash=False)] == ["onnxruntime"]
