@@ -1,5 +1,7 @@
 """Damaged or mismatched model files through the real CLI (`ssdtrt detect`): one `error:` line naming the file and
-the problem, a non-zero exit, no traceback. One test per fault; the library-level checks (`verify_artifact`) too."""
+the problem, a non-zero exit, no traceback. One test per fault; the library-level checks (`verify_artifact`) too.
+Every other command that opens a model (bench latency/throughput/serve, serve, export-triton) refuses a same-size
+corrupted model the same way, and its `--no-verify` reaches the place the runner is opened."""
 
 from __future__ import annotations
 
@@ -224,3 +226,176 @@ def test_older_manifest_is_accepted_with_one_warning_line(small_raw_onnx: Path, 
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if "records no sha256" in ln]
     assert len(lines) == 1 and lines[0].startswith("warning: ") and str(model) in lines[0], proc.stderr
+
+
+def corrupted_copy(small_raw_onnx: Path, folder: Path) -> Path:
+    """A copy of the small ONNX with one byte flipped (same size): only the sha256 can tell."""
+    model = copy_pair(small_raw_onnx, folder)
+    flip_middle_byte(model)
+    return model
+
+
+def test_bench_latency_refuses_a_corrupted_model(small_raw_onnx: Path, tmp_path: Path) -> None:
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    args = ("bench", "latency", str(model), "--backend", "onnxruntime", "--batch-sizes", "1", "--warmup", "1",
+            "--iters", "2", "--threads", "1", "--json", str(tmp_path / "lat.json"))
+    assert_one_line_error(cli(*args), str(model), "sha256", str(model.with_suffix(".json")))
+    assert not (tmp_path / "lat.json").exists()
+    # --no-verify skips only the hash: this flipped byte lies in a weight, so ONNX Runtime loads and runs it
+    proc = cli(*args, "--no-verify")
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "sha256" not in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "lat.json").read_text())["settings"]["verify_hash"] is False
+
+
+def test_bench_throughput_refuses_a_corrupted_model(small_raw_onnx: Path, tmp_path: Path) -> None:
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    args = ("bench", "throughput", str(model), "--seconds", "0.2", "--warmup", "0", "--batch", "1", "--requests", "1",
+            "--json", str(tmp_path / "tp.json"))
+    assert_one_line_error(cli(*args), str(model), "sha256", str(model.with_suffix(".json")))
+    assert not (tmp_path / "tp.json").exists()
+    # --no-verify reaches both Detectors (pipeline and the sequential one): the run passes verification and completes
+    proc = cli(*args, "--no-verify")
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "sha256" not in proc.stderr, proc.stderr
+    report = json.loads((tmp_path / "tp.json").read_text())
+    assert report["settings"]["verify_hash"] is False and report["results"][0]["sequential_images_per_second"]
+
+
+def test_bench_latency_library_checks_the_hash_when_planning(small_raw_onnx: Path, tmp_path: Path) -> None:
+    from ssdtrt.bench.latency import plan_variants
+
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    with pytest.raises(ManifestError, match="sha256"):
+        plan_variants([model], ["onnxruntime"])
+    assert [v.backend for v in plan_variants([model], ["onnxruntime"], verify_hash=False)] == ["onnxruntime"]
+
+
+@pytest.mark.parametrize("command", [("detect",), ("eval",), ("compare",), ("bench", "latency"), ("bench", "throughput"),
+                                     ("bench", "serve"), ("serve",), ("export-triton",)])
+def test_every_command_that_opens_a_model_has_no_verify(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdtrt.cli.app import main
+
+    assert main([*command, "--help"]) == 0
+    assert "--no-verify" in capsys.readouterr().out
+
+
+def test_serve_refuses_a_corrupted_model_before_starting_triton(small_raw_onnx: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pytriton")
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    proc = cli("serve", str(model), "--http-port", "1", "--grpc-port", "1", "--metrics-port", "1")  # never bound
+    assert_one_line_error(proc, str(model), "sha256", str(model.with_suffix(".json")))
+
+
+class _Stop(Exception):
+    """Raised by the stand-ins below once they have recorded what reached them."""
+
+
+def test_serve_no_verify_reaches_every_instance_detector(small_raw_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pytriton")
+    import ssdtrt.pipeline
+    import ssdtrt.serve.pytriton_app as app
+    from ssdtrt.cli.app import main
+
+    seen: list[app.ServeSettings] = []
+    monkeypatch.setattr(app, "serve", lambda model, settings, on_ready=None: seen.append(settings))
+    assert main(["serve", str(small_raw_onnx), "--no-verify", "--instances", "2"]) == 0
+    assert main(["serve", str(small_raw_onnx)]) == 0
+    assert [s.verify_hash for s in seen] == [False, True]
+    monkeypatch.undo()
+
+    opened: list[dict] = []
+
+    def fake_detector(model: object, **kwargs: object) -> None:
+        opened.append(kwargs)
+        if len(opened) == 2:
+            raise _Stop
+
+    monkeypatch.setattr(ssdtrt.pipeline, "Detector", fake_detector)
+    with pytest.raises(_Stop):
+        app.serve(small_raw_onnx, app.ServeSettings(instances=2, verify_hash=False))
+    assert [o["verify_hash"] for o in opened] == [False, False]
+
+
+def test_export_triton_refuses_a_corrupted_model_and_passes_no_verify_on(
+    small_raw_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+    import types
+
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    proc = cli("export-triton", str(model), "--out", str(tmp_path / "repo"), "--detector", "python")
+    assert_one_line_error(proc, str(model), "sha256", str(model.with_suffix(".json")))
+    assert not (tmp_path / "repo").exists()  # nothing packaged
+
+    from ssdtrt.cli.app import main
+
+    assert main(["export-triton", str(model), "--out", str(tmp_path / "repo"), "--detector", "python",
+                 "--no-verify"]) == 0
+    config = (tmp_path / "repo" / "ssd_detector" / "config.pbtxt").read_text()
+    assert 'key: "verify_hash"' in config and 'string_value: "0"' in config.split('key: "verify_hash"')[1][:80]
+    # the python detector model Triton loads passes it to its Detector (Triton's python-backend module stubbed)
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    import ssdtrt.pipeline
+
+    opened: list[dict] = []
+
+    def fake_detector(artifact: str, **kwargs: object) -> None:
+        opened.append(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(ssdtrt.pipeline, "Detector", fake_detector)
+    version = tmp_path / "repo" / "ssd_detector" / "1"
+    spec = importlib.util.spec_from_file_location("ssdtrt_test_detector_model", version / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    params = {"ssdtrt_path": {"string_value": ""}, "artifact": {"string_value": model.name},
+              "verify_hash": {"string_value": "0"}}
+    args = {"model_config": json.dumps({"parameters": params}), "model_repository": str(version.parent),
+            "model_version": "1"}
+    with pytest.raises(_Stop):
+        module.TritonPythonModel().initialize(args)
+    params.pop("verify_hash")  # a repository written before the parameter existed: verified
+    args["model_config"] = json.dumps({"parameters": params})
+    with pytest.raises(_Stop):
+        module.TritonPythonModel().initialize(args)
+    assert [o["verify_hash"] for o in opened] == [False, True]
+
+
+def test_bench_serve_refuses_a_corrupted_model_and_passes_no_verify_on(
+    small_raw_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pytriton")
+    import ssdtrt.serve.tritonserver as tritonserver
+    from ssdtrt.cli.app import main
+    from ssdtrt.errors import SSDTRTError
+
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    started: list[tuple[str, ...]] = []
+
+    class FakeServe:
+        process = None
+
+        def __init__(self, repository: Path, model: Path, serve_args: tuple[str, ...]) -> None:
+            started.append(serve_args)
+
+        def start_ready(self, timeout: float, model: str) -> None:
+            raise SSDTRTError("stand-in server: not started")
+
+        def stop(self) -> None:
+            return None
+
+    monkeypatch.setattr(tritonserver, "ServeProcess", FakeServe)
+    args = ["bench", "serve", str(model), "--images", "2", "--baseline-batch-sizes", "1", "--baseline-seconds", "0.5",
+            "--threads", "1"]
+    assert main(args) == 1  # the in-process baseline opens the model first: refused, no server started
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "sha256" in errors[0] and "Traceback" not in err, err
+    assert started == []
+    assert main([*args, "--no-verify"]) == 1  # the baseline runs the model; the stand-in server then stops the run
+    err = capsys.readouterr().err
+    assert "stand-in server" in err and "sha256" not in err and "Traceback" not in err, err
+    assert len(started) == 1 and "--no-verify" in started[0]

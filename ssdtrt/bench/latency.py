@@ -62,6 +62,7 @@ class LatencySettings:
     data: str = "synthetic"  # dataset spec the images come from (val split)
     image_size_hw: tuple[int, int] | None = None  # resize the decoded images first (camera-like input); None: as stored
     device: str = "cpu"  # torch backend device
+    verify_hash: bool = True  # check each artifact's sha256 against its manifest (the size is always checked)
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -147,14 +148,16 @@ def plan_variants(
     *,
     threads: int | None = None,
     device: str = "cpu",
+    verify_hash: bool = True,
 ) -> list[Variant]:
     """The backend × precision variants each artifact can run as here, filtered by `backends` / `precisions`.
 
     checkpoint → torch fp32 and bf16 (autocast); ONNX → onnxruntime at the file's precision, and openvino (fp32
     ONNX: f32 and bf16 hints; Q/DQ: int8); OpenVINO IR → openvino at its precision (f32 and bf16 hints for an f32 IR);
-    TensorRT plan → tensorrt. Raises ManifestError for an unreadable or unknown artifact.
+    TensorRT plan → tensorrt. Raises ManifestError for an unreadable or unknown artifact, or one that is not the
+    file its manifest describes (size, and sha256 unless `verify_hash` is False): one line naming both.
     """
-    from ssdtrt.manifest import read_manifest
+    from ssdtrt.manifest import read_manifest, verify_artifact
     from ssdtrt.runtime import artifact_and_kind, normalize_backend
 
     wanted_backends = {normalize_backend(b) for b in backends} if backends else None
@@ -172,6 +175,7 @@ def plan_variants(
             ]
         else:
             manifest = read_manifest(artifact)
+            verify_artifact(manifest, artifact, verify_hash=verify_hash)
             precision = normalize_precision(manifest.precision)
             if kind == "onnx":
                 candidates.append(Variant(artifact, "onnxruntime", precision, _threads("onnxruntime", threads)))
@@ -223,7 +227,8 @@ def measure(
 
     torch_threads = _set_torch_threads(settings.threads) if variant.backend == "torch" else None
     try:
-        with Detector(variant.model, backend=variant.backend, batch_size=max(settings.batch_sizes), **variant.options) as det:
+        with Detector(variant.model, backend=variant.backend, batch_size=max(settings.batch_sizes),
+                      verify_hash=settings.verify_hash, **variant.options) as det:
             return [_measure_batch(det, variant, list(images[:bs]), settings, progress) for bs in settings.batch_sizes]
     finally:
         if torch_threads is not None:
@@ -337,7 +342,8 @@ def bench_models(
     """Measure every variant of every model; a variant that cannot open or run here is recorded in `skipped`."""
     from ssdtrt.bench.machine import machine_info
 
-    variants = plan_variants(models, backends, precisions, threads=settings.threads, device=settings.device)
+    variants = plan_variants(models, backends, precisions, threads=settings.threads, device=settings.device,
+                             verify_hash=settings.verify_hash)
     images = bench_images(settings)
     report = LatencyReport(settings, machine_info(), [tuple(img.shape[:2]) for img in images])
     for variant in variants:

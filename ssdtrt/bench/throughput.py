@@ -46,6 +46,7 @@ class ThroughputSettings:
     data: str = "synthetic"
     num_images: int = 16  # distinct decoded images, cycled
     image_size_hw: tuple[int, int] | None = None
+    verify_hash: bool = True  # check each model's sha256 against its manifest on open (the size is always checked)
 
     def __post_init__(self) -> None:
         if self.seconds <= 0 or self.warmup_seconds < 0:
@@ -132,7 +133,7 @@ def measure_model(
 
     backend = backend_for(model, settings.backend)[1]
     options = throughput_runner_options(backend, settings.requests)
-    with Detector(model, backend=backend, **options) as det:
+    with Detector(model, backend=backend, verify_hash=settings.verify_hash, **options) as det:
         label = f"{det.runner.name} · {model.name}"
         stream_settings = StreamSettings(batch_size=settings.batch_size, in_flight=settings.requests)
         batch, in_flight, _ = resolved(det, stream_settings)
@@ -285,7 +286,7 @@ def sequential_run(
 
     bs = settings.sequential_batch
     chunks = [[images[(i * bs + j) % len(images)] for j in range(bs)] for i in range(max(1, len(images) // bs))]
-    with Detector(model, backend=backend, batch_size=bs) as det:
+    with Detector(model, backend=backend, batch_size=bs, verify_hash=settings.verify_hash) as det:
         warm_end = time.perf_counter() + settings.warmup_seconds
         det.detect(chunks[0])
         while time.perf_counter() < warm_end:

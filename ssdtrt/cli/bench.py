@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption
+from ssdtrt.cli.common import DataOption, NoVerifyOption
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +70,7 @@ def latency_cmd(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,  # noqa: UP007
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table, machine and settings as markdown.")] = None,  # noqa: UP007
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of per-stage latency.")] = None,  # noqa: UP007
+    no_verify: NoVerifyOption = False,
 ) -> int:
     """End-to-end and per-stage latency (preprocess, host-to-device, inference, device-to-host, postprocess) of
     every backend × precision × batch size, on the same decoded images in one process: p50 / p90 / p99 / mean,
@@ -87,15 +88,15 @@ def latency_cmd(
     settings = LatencySettings(
         batch_sizes=_csv_ints(batch_sizes, "--batch-sizes"), warmup=warmup, iters=iters, max_seconds=max_seconds,
         min_iters=min(min_iters, iters),
-        threads=threads, data=data, image_size_hw=_size_hw(image_size), device=device,
+        threads=threads, data=data, image_size_hw=_size_hw(image_size), device=device, verify_hash=not no_verify,
     )
     usable, failed = [], 0
     for model in models:  # a bad model is one line; the others are still measured
         try:
-            plan_variants([model], backend, precision)
+            plan_variants([model], backend, precision, verify_hash=settings.verify_hash)
             usable.append(model)
         except SSDTRTError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
             failed += 1
     if not usable:
         return 1

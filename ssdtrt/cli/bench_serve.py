@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption
+from ssdtrt.cli.common import DataOption, NoVerifyOption
 
 
 def register_serve(bench: typer.Typer) -> None:
@@ -39,6 +39,7 @@ def serve_bench_cmd(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,  # noqa: UP007
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the report as markdown.")] = None,  # noqa: UP007
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of throughput and p99 per concurrency.")] = None,  # noqa: UP007
+    no_verify: NoVerifyOption = False,
 ) -> int:
     """Closed-loop load through tritonclient at each concurrency: throughput, p50/p90/p99, failed and lost requests,
     the batch sizes Triton executed; and the in-process Detector's throughput on the same images for the ratio.
@@ -61,6 +62,7 @@ def serve_bench_cmd(
         baseline_batch_sizes=_csv_ints(baseline_batch_sizes, "--baseline-batch-sizes") if baseline_batch_sizes and model else (),
         baseline_seconds=baseline_seconds, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
         instances=instances, threads=threads, interleave_rounds=interleave, interleave_seconds=interleave_seconds,
+        verify_hash=not no_verify,
     )
     err, con = console(stderr=True), console()
     report = run_serve_bench(plan, load, progress=lambda line: err.print(line, highlight=False))

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption
+from ssdtrt.cli.common import DataOption, NoVerifyOption
 
 
 def register_throughput(bench_app: typer.Typer) -> None:
@@ -30,6 +30,7 @@ def throughput_cmd(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON (a `results` list, one object per model).")] = None,  # noqa: UP007
     markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table, machine and settings as markdown.")] = None,  # noqa: UP007
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of pipeline / bare / sequential images/s.")] = None,  # noqa: UP007
+    no_verify: NoVerifyOption = False,
 ) -> int:
     """Images per second and per-image latency p50/p90/p99 of the whole overlapped pipeline (decoded image in →
     detections in pixels out) per model, with the backend's bare throughput on the same model in the same process
@@ -45,7 +46,7 @@ def throughput_cmd(
     con, err = console(), console(stderr=True)
     settings = ThroughputSettings(
         seconds=seconds, warmup_seconds=warmup, rounds=rounds, requests=requests, batch_size=batch, backend=backend,
-        sequential=sequential, data=data, image_size_hw=_size_hw(image_size),
+        sequential=sequential, data=data, image_size_hw=_size_hw(image_size), verify_hash=not no_verify,
     )
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
         tasks: dict[tuple[str, str], int] = {}

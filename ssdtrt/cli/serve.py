@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ssdtrt.cli.common import NoVerifyOption
+
 ScoreOption = Annotated[Optional[float], typer.Option("--score-threshold", help="Override the manifest's score threshold.")]  # noqa: UP007
 IouOption = Annotated[Optional[float], typer.Option("--iou-threshold", help="Override the manifest's NMS IoU threshold.")]  # noqa: UP007
 MaxDetOption = Annotated[Optional[int], typer.Option("--max-detections", help="Override K, the detections per image (outputs are padded to K).")]  # noqa: UP007
@@ -35,6 +37,7 @@ def serve_cmd(
     score_threshold: ScoreOption = None,
     iou_threshold: IouOption = None,
     max_detections: MaxDetOption = None,
+    no_verify: NoVerifyOption = False,
 ) -> None:
     """Serve a model with NVIDIA Triton (PyTriton) and dynamic batching, over HTTP and gRPC, until Ctrl-C/SIGTERM.
 
@@ -52,7 +55,7 @@ def serve_cmd(
         host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, model_name=model_name,
         max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us, instances=instances,
         score_threshold=score_threshold, iou_threshold=iou_threshold, max_detections=max_detections,
-        backend=backend, runner_options=options,
+        backend=backend, runner_options=options, verify_hash=not no_verify,
     )
     err = console(stderr=True)
 
@@ -79,9 +82,11 @@ def export_triton_cmd(
     score_threshold: ScoreOption = None,
     iou_threshold: IouOption = None,
     max_detections: MaxDetOption = None,
+    no_verify: NoVerifyOption = False,
 ) -> None:
     """Write a Triton model repository: ensemble MODEL_NAME = python preprocess → detector → python postprocess,
-    same I/O contract as `ssdtrt serve`; its README says how to deploy it (and build the TensorRT plan)."""
+    same I/O contract as `ssdtrt serve`; its README says how to deploy it (and build the TensorRT plan). The model is
+    checked against its manifest before it is copied; --no-verify skips the sha256 there and in the python detector."""
     import ssdtrt
     from ssdtrt.cli.common import console
     from ssdtrt.serve.repository import RepositorySettings, export_repository
@@ -91,6 +96,7 @@ def export_triton_cmd(
         detector=detector, model_name=model_name, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
         instances=instances, detector_instances=detector_instances, score_threshold=score_threshold,
         iou_threshold=iou_threshold, max_detections=max_detections, runner=runner, threads=threads, ssdtrt_path=path,
+        verify_hash=not no_verify,
     )
     repo = export_repository(model, out, settings)
     con = console()

@@ -31,6 +31,7 @@ class ServeBenchPlan:
     threads: int | None = None
     interleave_rounds: int = 0  # rounds of (in-process best config, served) windows after the sweep
     interleave_seconds: float = 10.0
+    verify_hash: bool = True  # MODEL's sha256 checked against its manifest by the baseline and the server started here
 
 
 def encoded_images(data: str, count: int, image_size_hw: tuple[int, int] | None) -> list[bytes]:
@@ -72,7 +73,8 @@ def run_serve_bench(plan: ServeBenchPlan, load: LoadSettings, progress: Callable
             options.append(_runner_options(plan.model, plan.threads))
         progress(f"in-process Detector baseline, batch sizes {list(plan.baseline_batch_sizes)}, "
                  f"{len(options)} thread setting(s)")
-        baseline = in_process_baseline(str(plan.model), images, plan.baseline_batch_sizes, plan.baseline_seconds, options)
+        baseline = in_process_baseline(str(plan.model), images, plan.baseline_batch_sizes, plan.baseline_seconds,
+                                       options, verify_hash=plan.verify_hash)
     server: TritonProcess | None = None
     url = plan.url
     if plan.model is not None:
@@ -80,6 +82,8 @@ def run_serve_bench(plan: ServeBenchPlan, load: LoadSettings, progress: Callable
                 "--instances", str(plan.instances)]
         if plan.threads is not None:
             args += ["--threads", str(plan.threads)]
+        if not plan.verify_hash:
+            args.append("--no-verify")
         server = ServeProcess(repository=Path("."), model=plan.model, serve_args=tuple(args))
     elif plan.repository is not None:
         server = TritonProcess(repository=plan.repository)
@@ -129,7 +133,7 @@ def _interleave(plan: ServeBenchPlan, load: LoadSettings, url: str, images: list
                           warmup_requests=0, protocol=load.protocol, model_name=load.model_name)
     decoded = [decode_image(b) for b in images]
     rounds = []
-    with Detector(str(plan.model), batch_size=best["batch"], **options) as det:
+    with Detector(str(plan.model), batch_size=best["batch"], verify_hash=plan.verify_hash, **options) as det:
         for k in range(plan.interleave_rounds):
             progress(f"interleaved round {k + 1}/{plan.interleave_rounds}: in-process batch {best['batch']} "
                      f"(threads {best['threads']}) vs served at concurrency {conc}, {plan.interleave_seconds:.0f} s each")

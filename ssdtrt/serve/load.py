@@ -152,10 +152,12 @@ def _error_output(result: Any) -> str:
 
 
 def in_process_baseline(model: str, images: Sequence[bytes], batch_sizes: Sequence[int], seconds: float,
-                        thread_options: Sequence[dict[str, Any]] = ({},)) -> list[dict[str, Any]]:
+                        thread_options: Sequence[dict[str, Any]] = ({},), *,
+                        verify_hash: bool = True) -> list[dict[str, Any]]:
     """`Detector` throughput per runner-threads setting × batch size on the same encoded images: decode + detect
     (the work a request does) and detect alone (decoded beforehand). Each row runs about `seconds` per mode after
-    one warm-up batch. Rows: {"threads", "batch", "decode+detect", "detect"} in images per second."""
+    one warm-up batch. Rows: {"threads", "batch", "decode+detect", "detect"} in images per second. `verify_hash`:
+    check the model's sha256 against its manifest on each open (the size is always checked)."""
     from ssdtrt.imageio import decode_image
     from ssdtrt.pipeline import Detector
 
@@ -163,7 +165,7 @@ def in_process_baseline(model: str, images: Sequence[bytes], batch_sizes: Sequen
     rows: list[dict[str, Any]] = []
     for options in thread_options:
         for bs in batch_sizes:
-            with Detector(model, batch_size=bs, **options) as det:
+            with Detector(model, batch_size=bs, verify_hash=verify_hash, **options) as det:
                 row: dict[str, Any] = {"threads": next(iter(options.values()), "default"), "batch": bs}
                 for mode in ("decode+detect", "detect"):
                     row[mode] = detector_rate(det, images, decoded, bs, seconds, decode=mode == "decode+detect")

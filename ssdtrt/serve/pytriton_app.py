@@ -29,7 +29,8 @@ LOG = logging.getLogger("ssdtrt.serve")
 @dataclass(frozen=True)
 class ServeSettings:
     """What `ssdtrt serve` exposes (the CLI options). The defaults are Triton's usual ports on 127.0.0.1 only;
-    `runner_options` go to each instance's runner (e.g. intra_op_threads / num_threads)."""
+    `runner_options` go to each instance's runner (e.g. intra_op_threads / num_threads); `verify_hash`: check the
+    model's sha256 against its manifest when each instance opens it (the size is always checked)."""
 
     host: str = "127.0.0.1"
     http_port: int = 8000
@@ -44,6 +45,7 @@ class ServeSettings:
     max_detections: int | None = None
     backend: str | None = None
     runner_options: dict[str, Any] = field(default_factory=dict)
+    verify_hash: bool = True
 
 
 def ensure_libpython_on_ld_path(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -107,7 +109,7 @@ def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: C
     detectors = [
         Detector(model, backend=settings.backend, score_threshold=settings.score_threshold,
                  iou_threshold=settings.iou_threshold, max_detections=settings.max_detections,
-                 batch_size=settings.max_batch_size, **settings.runner_options)
+                 batch_size=settings.max_batch_size, verify_hash=settings.verify_hash, **settings.runner_options)
         for _ in range(max(1, settings.instances))
     ]
     k = detectors[0].settings.max_detections

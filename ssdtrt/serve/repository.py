@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ssdtrt.errors import ManifestError
-from ssdtrt.manifest import Manifest, manifest_path_for, read_manifest
+from ssdtrt.manifest import Manifest, manifest_path_for, read_manifest, verify_artifact
 from ssdtrt.serve import contract
 from ssdtrt.serve.repository_readme import repository_readme
 
@@ -48,6 +48,9 @@ class RepositorySettings:
     runner: str | None = None  # python detector: onnxruntime or openvino (default: by artifact)
     threads: int | None = None  # python detector: CPU threads of its runner
     ssdtrt_path: str = ""
+    #: check the model's sha256 against its manifest before copying it, and in the python detector when Triton loads
+    #: it (the size is always checked)
+    verify_hash: bool = True
 
 
 def export_repository(model: str | Path, out: str | Path, settings: RepositorySettings) -> Path:
@@ -62,6 +65,7 @@ def export_repository(model: str | Path, out: str | Path, settings: RepositorySe
     if model.suffix in (".pt", ".pth"):
         raise ManifestError(f"{model}: export-triton needs an exported model (ssdtrt export {model} --dynamic-batch)")
     manifest = read_manifest(model)
+    verify_artifact(manifest, model, verify_hash=settings.verify_hash)  # never package a damaged model
     _check_detector_fits(model, manifest, settings)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +141,7 @@ def _detector(model: Path, manifest: Manifest, folder: Path, name: str, s: Repos
         shutil.copy2(MODELS_DIR / "detector.py", version / "model.py")
         shutil.copy2(MODELS_DIR / "_common.py", version / "ssdtrt_triton.py")
         params = {"ssdtrt_path": s.ssdtrt_path, "artifact": model.name, "runner": s.runner or "",
-                  "threads": "" if s.threads is None else str(s.threads)}
+                  "threads": "" if s.threads is None else str(s.threads), "verify_hash": "1" if s.verify_hash else "0"}
         header = 'backend: "python"'
     elif s.detector == "onnxruntime":
         shutil.copy2(model, version / "model.onnx")

@@ -18,7 +18,7 @@ class TritonPythonModel:
         from ssdtrt.pipeline import Detector
 
         artifact = os.path.join(ssdtrt_triton.version_dir(args), params["artifact"])
-        options = {}
+        options = {"verify_hash": params.get("verify_hash", "1") != "0"}  # export-triton --no-verify writes "0"
         if params.get("threads", ""):
             key = "num_threads" if params.get("runner", "") == "openvino" else "intra_op_threads"
             options[key] = int(params["threads"])
