@@ -95,6 +95,7 @@ class Detector:
         batch_dim = self.input.shape[0] if self.input.shape else None
         self.static_batch: int | None = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         self.last_timings_ms: dict[str, float] = {}
+        self.stream_batch: int | None = None  # images per request of `stream` when not given (set on first use)
         # GPU postprocess + a runner that can hand back device tensors (torch runner, TensorRT with torch buffers):
         # NMS then reads the engine's outputs in place, no device-to-host copy.
         self.device_outputs = (

@@ -18,7 +18,7 @@ def test_bench_throughput_json_and_plot(small_raw_onnx: Path, tmp_path: Path) ->
     assert main(args) == 0
     report = json.loads(out.read_text())
     (r,) = report["results"]
-    assert r["backend"] == "onnxruntime" and r["settings"]["requests"] == 2 and r["settings"]["batch_size"] == 1
+    assert r["backend"] == "onnxruntime" and r["settings"]["requests"] == 2 and 1 <= r["settings"]["batch_size"] <= 8
     assert r["images"] > 0 and r["images_per_second"] > 0 and r["bare_images_per_second"] > 0
     # the ratio is the median of the alternated rounds' ratios, each pipeline ÷ bare of its own round
     assert len(r["rounds"]) == 3

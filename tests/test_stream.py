@@ -161,3 +161,21 @@ def test_cli_stream_equals_sequential(small_raw_onnx: Path, media: dict[str, Pat
     streamed = json.loads((tmp_path / "s" / "detections.json").read_text())
     sequential = json.loads((tmp_path / "q" / "detections.json").read_text())
     assert len(streamed) > 0 and streamed == sequential
+
+
+def test_auto_batch_follows_the_request_time_and_the_detector_cap(small_raw_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream's default batch comes from timed batch-1 requests: 1 when one request already carries the target
+    time, the Detector's batch_size when requests are far cheaper; probed once per Detector."""
+    from ssdtrt.stream import pipeline as sp
+
+    monkeypatch.setattr(sp, "TARGET_REQUEST_MS", 1e-6)
+    with Detector(small_raw_onnx, batch_size=6) as det:
+        assert sp.resolved(det, sp.StreamSettings())[0] == 1
+    monkeypatch.setattr(sp, "TARGET_REQUEST_MS", 1e6)
+    with Detector(small_raw_onnx, batch_size=6) as det:
+        assert sp.resolved(det, sp.StreamSettings())[0] == 6
+        monkeypatch.setattr(sp, "TARGET_REQUEST_MS", 1e-6)
+        assert sp.resolved(det, sp.StreamSettings())[0] == 6  # remembered, not probed again
+        assert sp.resolved(det, sp.StreamSettings(batch_size=3))[0] == 3  # a caller's choice wins
+    with Detector(small_raw_onnx, batch_size=1) as det:
+        assert sp.resolved(det, sp.StreamSettings())[0] == 1

@@ -55,7 +55,8 @@ def detect_cmd(
     batch_size: Annotated[
         Optional[int],  # noqa: UP007
         typer.Option("--batch-size", min=1, help="Images per inference call (default: the backend's choice when "
-                     "streaming, 1 on CPUs or the model's static batch; 8 with --sequential)."),
+                     "streaming: the model's static batch, else 1 for a model whose one-image request takes 16 ms or "
+                     "more and up to 8 for a smaller one; 8 with --sequential)."),
     ] = None,
     requests: Annotated[
         Optional[int],  # noqa: UP007

@@ -56,8 +56,10 @@ class StreamResult:
 class StreamSettings:
     """How a stream overlaps its stages; None = the backend's choice.
 
-    batch_size: images per inference request (default: the model's static batch, else 1: on CPUs throughput comes
-    from several single-image requests in flight, as `benchmark_app` does). in_flight: requests pending at once
+    batch_size: images per inference request (default: the model's static batch, else `auto_batch`: 1 for a model
+    whose single-image request takes TARGET_REQUEST_MS or more, as `benchmark_app` runs, up to the Detector's
+    `batch_size` for a small one, whose per-request Python cost would otherwise dominate).
+    in_flight: requests pending at once
     (default `runner.optimal_in_flight()`). depth: decoded images read ahead. decode_workers: image decoding threads.
     on_error: "raise" the first unreadable input's ImageReadError, or "yield" it as a result with `.error` set.
     """
@@ -89,9 +91,39 @@ class _Slot:
     real: int = 0  # good images in the batch (the rest of a static batch is zero padding)
 
 
+#: A request should carry at least this much inference: Python's per-request cost (hand-off, start, callback,
+#: future; ~0.3-0.5 ms on the 2-core machine) is then a few percent of it (measured, demo model on OpenVINO INT8:
+#: 233 img/s at batch 1, 433 at 4, 523 at 8; benchmarks/throughput/README.md).
+TARGET_REQUEST_MS = 16.0
+#: Timed batch-1 requests of the probe behind the automatic stream batch (after one untimed warm-up request).
+PROBE_REQUESTS = 3
+
+
+def auto_batch(detector: Detector) -> int:
+    """Images per request for a stream when nobody chose: enough that one request carries TARGET_REQUEST_MS of
+    inference, at most `detector.batch_size` (what `detect` batches too). Probed once per Detector with
+    batch-1 requests on zeros and remembered (`detector.stream_batch`): a large model gets 1, a tiny one its cap."""
+    if detector.stream_batch is not None:
+        return detector.stream_batch
+    batch = 1
+    if detector.batch_size > 1:
+        pre = detector.spec.preprocess
+        feeds = {detector.input.name: np.zeros((1, 3, pre.height, pre.width), dtype=np.dtype(detector.input.dtype))}
+        detector.runner.infer(feeds)
+        start = time.perf_counter()
+        for _ in range(PROBE_REQUESTS):
+            detector.runner.infer(feeds)
+        request_ms = (time.perf_counter() - start) * 1e3 / PROBE_REQUESTS
+        batch = int(min(detector.batch_size, max(1, np.ceil(TARGET_REQUEST_MS / max(request_ms, 1e-3)))))
+    detector.stream_batch = batch
+    return batch
+
+
 def resolved(detector: Detector, settings: StreamSettings) -> tuple[int, int, int]:
-    """(batch_size, in_flight, depth) after filling the backend's defaults."""
-    batch = settings.batch_size or detector.static_batch or 1
+    """(batch_size, in_flight, depth) after filling the backend's defaults (the batch: the model's static batch,
+    else `auto_batch`)."""
+    detector.runner.activate()
+    batch = settings.batch_size or detector.static_batch or auto_batch(detector)
     in_flight = settings.in_flight or max(1, detector.runner.optimal_in_flight())
     depth = settings.depth or max(2 * batch * in_flight, 4)
     return batch, in_flight, depth
