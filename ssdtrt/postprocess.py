@@ -6,6 +6,12 @@ softmax → decode → clip to [0, 1] → per class keep scores > score_threshol
 than `min_size` → per-class NMS (IoU > iou_threshold suppresses) → the best `max_detections` per image, sorted by
 score (descending).
 Candidates enter NMS in (image, class, per-class score rank) order and ties are broken stably in that order.
+
+Row pre-filter (as in `postprocess_numpy`): a class probability is exp(l_c - max_l) / sum with sum >= 1, so
+p_c > thr needs l_c - max_l > log(thr). One max over the classes finds the (image, prior) rows where some foreground
+class can pass (with a small log-space margin, so the filter is conservative); softmax, decode and the exact threshold
+then run on those rows only, which gives the same candidates, values and order as the dense path. The dense path runs
+when the filter does not apply (threshold <= 0), when most rows pass, or when a per-class top-k cap would bind.
 """
 
 from __future__ import annotations
@@ -48,16 +54,114 @@ def postprocess(
 
     if locs.ndim != 3 or logits.ndim != 3 or locs.shape[:2] != logits.shape[:2] or locs.shape[-1] != 4:
         raise ValueError(f"expected locs [N, P, 4] and logits [N, P, C], got {tuple(locs.shape)} and {tuple(logits.shape)}")
-    probs = logits.float() if scores_are_probs else torch.softmax(logits.float(), dim=-1)
+    scores = logits.float()
+    rows = _rows_that_can_pass(scores, score_threshold, scores_are_probs)
+    if rows is not None:
+        sparse = _select_sparse(
+            locs, scores, priors, rows, score_threshold, iou_threshold, topk_candidates, max_detections, min_size,
+            variances, scores_are_probs, boxes_are_decoded,
+        )
+        if sparse is not None:
+            return sparse
+    probs = scores if scores_are_probs else torch.softmax(scores, dim=-1)
     if boxes_are_decoded:
         boxes = locs.float()
     else:
         from ssdtrt.codec import decode
 
-        priors_t = torch.as_tensor(np.asarray(priors) if not isinstance(priors, torch.Tensor) else priors)
-        boxes = decode(locs.float(), priors_t.to(device=locs.device, dtype=torch.float32), variances)
+        boxes = decode(locs.float(), _priors_tensor(priors, locs.device), variances)
     boxes = boxes.clamp(0.0, 1.0)
     return _select(boxes, probs[..., 1:], score_threshold, iou_threshold, topk_candidates, max_detections, min_size)
+
+
+def _priors_tensor(priors: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
+    import torch
+
+    priors_t = torch.as_tensor(np.asarray(priors) if not isinstance(priors, torch.Tensor) else priors)
+    return priors_t.to(device=device, dtype=torch.float32)
+
+
+#: Margin (log space) of the row pre-filter: a row is skipped only when even its best class could not pass the
+#: threshold with a probability 1e-4 (relative) above the computed one — orders of magnitude above float32 error.
+#: The same value as `postprocess_numpy.ROW_FILTER_LOG_MARGIN`.
+ROW_FILTER_LOG_MARGIN = 1e-4
+#: Above this share of (image, prior) rows passing the pre-filter the dense path is used (as `postprocess_numpy`).
+SPARSE_MAX_ROW_SHARE = 0.5
+
+
+def _rows_that_can_pass(scores: torch.Tensor, score_threshold: float, scores_are_probs: bool) -> torch.Tensor | None:
+    """Flat (image * P + prior) indices (ascending) of the rows where some class can score above the threshold.
+
+    The torch twin of `postprocess_numpy._rows_that_can_pass`: logits pass when best_fg - max(best_fg, background)
+    > log(thr) - margin (necessary for a softmax probability > thr, see the module docstring); probabilities pass when
+    their best foreground score > thr (exact). None: no pre-filter applies (threshold <= 0, fewer than two classes, an
+    empty head, or more than SPARSE_MAX_ROW_SHARE of the rows pass): use the dense path. One device sync (nonzero).
+    """
+    import torch
+
+    if not score_threshold > 0 or scores.shape[-1] < 2 or scores.numel() == 0:
+        return None
+    best_fg = scores[..., 1:].amax(dim=-1)
+    if scores_are_probs:
+        can_pass = best_fg > float(np.float32(score_threshold))
+    else:
+        best = torch.maximum(scores[..., 0], best_fg)
+        can_pass = (best_fg - best) > float(np.float32(np.log(score_threshold) - ROW_FILTER_LOG_MARGIN))
+    rows = can_pass.reshape(-1).nonzero().squeeze(1)
+    return rows if rows.numel() <= SPARSE_MAX_ROW_SHARE * can_pass.numel() else None
+
+
+def _select_sparse(
+    locs: torch.Tensor,
+    scores: torch.Tensor,
+    priors: torch.Tensor | np.ndarray,
+    rows: torch.Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    topk_candidates: int | None,
+    max_detections: int,
+    min_size: float,
+    variances: tuple[float, ...],
+    scores_are_probs: bool,
+    boxes_are_decoded: bool,
+) -> list[Detections] | None:
+    """`_select` on the pre-filtered rows only (flat image * P + prior indices, ascending), batched over images.
+
+    Softmax, threshold and decode touch the surviving rows instead of all N * P; the softmax of a row and the decode
+    of a box are computed exactly as in the dense path, so candidates, values and order are the same. None when a
+    per-class top-k cap would bind (the dense path ranks with topk), or for a cap <= 0 (left to the dense path).
+    """
+    import torch
+
+    n_img, n_pri, n_all = scores.shape
+    n_cls = n_all - 1
+    if topk_candidates is not None and topk_candidates <= 0:
+        return None
+    row_scores = scores.reshape(-1, n_all)[rows]
+    probs = row_scores if scores_are_probs else torch.softmax(row_scores, dim=-1)
+    # nonzero is row-major: (row, class) = (image, prior, class) ascending
+    r, cls_idx = (probs[:, 1:] > score_threshold).nonzero(as_tuple=True)
+    flat = rows[r]
+    img_idx = flat // n_pri
+    group = img_idx * n_cls + cls_idx
+    if topk_candidates is not None and r.numel() > topk_candidates:
+        if int(torch.bincount(group).max()) > topk_candidates:
+            return None
+    cand_scores = probs[r, cls_idx + 1]
+    # (image, class), score descending, ties by prior index: the order the dense uncapped path produces
+    order = torch.sort(cand_scores, descending=True, stable=True).indices
+    order = order[torch.sort(group[order], stable=True).indices]
+    flat, img_idx, cls_idx, cand_scores = flat[order], img_idx[order], cls_idx[order], cand_scores[order]
+    cand_locs = locs.reshape(-1, 4)[flat].float()
+    if boxes_are_decoded:
+        cand_boxes = cand_locs
+    else:
+        from ssdtrt.codec import decode
+
+        cand_priors = _priors_tensor(priors, locs.device)[flat % n_pri]
+        cand_boxes = decode(cand_locs, cand_priors, variances)
+    cand_boxes = cand_boxes.clamp(0.0, 1.0)
+    return _finish(cand_boxes, cand_scores, img_idx, cls_idx, iou_threshold, max_detections, min_size, n_img, n_cls)
 
 
 def postprocess_spec(
@@ -99,6 +203,23 @@ def _select(
         order = order[torch.sort((img_idx * n_cls + cls_idx)[order], stable=True).indices]
         img_idx, cls_idx, prior_idx, cand_scores = img_idx[order], cls_idx[order], prior_idx[order], cand_scores[order]
     cand_boxes = boxes_xyxy[img_idx, prior_idx]
+    return _finish(cand_boxes, cand_scores, img_idx, cls_idx, iou_threshold, max_detections, min_size, n_img, n_cls)
+
+
+def _finish(
+    cand_boxes: torch.Tensor,
+    cand_scores: torch.Tensor,
+    img_idx: torch.Tensor,
+    cls_idx: torch.Tensor,
+    iou_threshold: float,
+    max_detections: int,
+    min_size: float,
+    n_img: int,
+    n_cls: int,
+) -> list[Detections]:
+    """Min size, per-(image, class) NMS and the per-image cap on candidates in (image, class, rank) order."""
+    import torch
+
     if min_size > 0:
         wh = cand_boxes[:, 2:] - cand_boxes[:, :2]
         big = (wh >= min_size).all(dim=1)
