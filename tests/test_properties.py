@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -67,6 +67,12 @@ def heads_case(draw: st.DrawFn) -> dict:
         logits = rng.normal(0.0, draw(st.sampled_from([1.0, 3.0])), (n, p, c)).astype(np.float32)
     priors = np.stack([rng.uniform(0.05, 0.95, p), rng.uniform(0.05, 0.95, p), rng.uniform(0.05, 0.6, p),
                        rng.uniform(0.05, 0.6, p)], 1).astype(np.float32)
+    # distinct logits can still round to equal float32 probabilities: such within-class ties are as undefined in
+    # torch.topk (whose order depends on its thread count) as exact ones, so those cases are left out
+    probs = torch.softmax(torch.from_numpy(logits), -1).numpy()[..., 1:]
+    for img in range(n):
+        for cls in range(c - 1):
+            assume(np.unique(probs[img, :, cls]).size == p)
     return {
         "locs": locs, "logits": logits, "priors": priors,
         "score_threshold": draw(st.sampled_from([0.0, 0.01, 0.05, 0.2, 0.5])),
