@@ -20,21 +20,52 @@ from pathlib import Path
 import numpy as np
 
 
-def thread_cpu_s() -> dict[str, float]:
-    """CPU seconds per thread name (digits folded: 'ssdtrt-decode_0' and '_1' together) of this process."""
+def thread_cpu_s() -> dict[int, tuple[str, float]]:
+    """(name, CPU seconds) per thread id of this process; the name is the Python thread's (digits folded:
+    'ssdtrt-decode_0' and '_1' together), threads Python did not start (OpenVINO's workers) are 'native'."""
+    import threading
+
+    python_names = {t.native_id: t.name for t in threading.enumerate()}
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+    out: dict[int, tuple[str, float]] = {}
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
                 stat = f.read()
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        key = re.sub(r"[_\-]?\d+$", "", name)
-        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        name = re.sub(r"[_\-]?\d+$", "", python_names.get(int(tid), "native"))
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
     return out
+
+
+class CpuSampler:
+    """Samples `thread_cpu_s` every 0.2 s while running, so threads that end before the last sample still count."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.first, self.last = thread_cpu_s(), {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="profile-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.last.update(thread_cpu_s())
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds per thread name over the sampled span."""
+        self._stop.set()
+        self._thread.join()
+        self.last.update(thread_cpu_s())
+        out: dict[str, float] = {}
+        for tid, (name, cpu) in self.last.items():
+            if name == "profile-sampler":
+                continue
+            out[name] = out.get(name, 0.0) + cpu - self.first.get(tid, (name, 0.0))[1]
+        return out
 
 
 def main() -> None:
@@ -73,11 +104,14 @@ def main() -> None:
         bare_run(det.runner, feeds, in_flight, 1.0, None)
         n, t = bare_run(det.runner, feeds, in_flight, args.seconds, None)
         bare_ips = n * batch / t
-        cpu0, wall0 = thread_cpu_s(), time.perf_counter()
-        count, elapsed, _ = pipeline_run(det, images, ss, settings, None)
-        cpu1, wall = thread_cpu_s(), time.perf_counter() - wall0
+        from ssdtrt.bench.throughput import _warm_pipeline
+
+        _warm_pipeline(det, images, ss, settings.warmup_seconds)  # outside the CPU sample: its images are not counted
+        sampler, wall0 = CpuSampler(), time.perf_counter()
+        count, elapsed, _ = pipeline_run(det, images, ss, settings, None, warmup=False)
+        by_thread, wall = sampler.stop(), time.perf_counter() - wall0
     cores = len(os.sched_getaffinity(0))
-    cpu_s = sum(cpu1.values()) - sum(cpu0.values())
+    cpu_s = sum(by_thread.values())
     infer_core_ms = cores * 1e3 / bare_ips
     pre, post = float(np.median(pre_ms)), float(np.median(post_ms))
     report = {
@@ -89,6 +123,7 @@ def main() -> None:
         "ratio_ceiling_if_cores_saturated": round(infer_core_ms / (infer_core_ms + pre + post), 3),
         "process_cpu_ms_per_image_in_pipeline": round(cpu_s * 1e3 / count, 3),
         "share_of_cores_used_by_pipeline": round(cpu_s / wall / cores, 3),
+        "cpu_ms_per_image_by_thread": {k: round(v * 1e3 / count, 3) for k, v in sorted(by_thread.items()) if v > 0},
     }
     text = json.dumps(report, indent=2)
     print(text)
