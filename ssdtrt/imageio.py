@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import glob
 import os
-import queue
-import threading
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +20,7 @@ import cv2
 import numpy as np
 
 from ssdtrt.errors import ImageReadError
+from ssdtrt.threads import background_iter
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -344,38 +343,4 @@ def prefetch(items: Iterable[InputItem], depth: int = 16) -> Iterator[InputItem]
     if depth < 1:
         yield from items
         return
-    buf: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(message: tuple[str, object]) -> bool:
-        """Queue a message unless the consumer has gone; False when it has."""
-        while not stop.is_set():
-            try:
-                buf.put(message, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def reader() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-            put(("end", None))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
-            put(("error", err))
-
-    thread = threading.Thread(target=reader, name="ssdtrt-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = buf.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value  # type: ignore[misc]
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    yield from background_iter(items, depth, "ssdtrt-prefetch", join_timeout=5)

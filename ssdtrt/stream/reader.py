@@ -10,17 +10,16 @@ ImageReadError (a video that fails part-way: its good frames, then one error ite
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 
 from ssdtrt.errors import ImageReadError
 from ssdtrt.imageio import MAX_IMAGE_PIXELS, InputItem, InputSource, is_video, iter_video_frames, read_image, to_rgb8
+from ssdtrt.threads import background_iter
 
 #: What a stream accepts per element: a decoded HxWx3 uint8 RGB image, a path to an image or video file, or an
 #: `InputSource` from `ssdtrt.imageio.expand_inputs` (folders and globs already expanded).
@@ -36,43 +35,23 @@ def read_ordered(
     """
     if workers < 1 or depth < 1:
         raise ValueError(f"workers and depth must be >= 1, got {workers} and {depth}")
-    ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ssdtrt-decode")
-
-    def put(message: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                ahead.put(message, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def feed() -> None:
-        try:
-            for index, element in enumerate(inputs):
-                for pending in _expand(element, index, pool, max_pixels):
-                    if not put(("item", pending)):
-                        return
-            put(("end", None))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
-            put(("error", err))
-
-    feeder = threading.Thread(target=feed, name="ssdtrt-stream-feed", daemon=True)
-    feeder.start()
+    # image files come as decode Futures, resolved here in input order, so `depth` also bounds the decodes in flight
+    ahead = background_iter(_pending(inputs, pool, max_pixels), depth, "ssdtrt-stream-feed", join_timeout=10)
     try:
-        while True:
-            kind, value = ahead.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
+        for value in ahead:
             yield value.result() if isinstance(value, Future) else value
     finally:
-        stop.set()
-        feeder.join(timeout=10)
+        ahead.close()  # stops and joins the feeder before the pool goes: it must not submit to a shut-down pool
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pending(
+    inputs: Iterable[StreamInput], pool: ThreadPoolExecutor, max_pixels: int
+) -> Iterator[InputItem | Future[InputItem]]:
+    """Every input's items in input order (run on the feeder thread)."""
+    for index, element in enumerate(inputs):
+        yield from _expand(element, index, pool, max_pixels)
 
 
 def _expand(element: StreamInput, index: int, pool: ThreadPoolExecutor, max_pixels: int) -> Iterator[InputItem | Future[InputItem]]:
