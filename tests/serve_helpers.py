@@ -55,7 +55,7 @@ def as_dict(result) -> dict[str, np.ndarray]:
     return {name: result.as_numpy(name) for name in contract.OUTPUT_NAMES}
 
 
-def assert_http_and_grpc_equal_detector(
+def assert_http_grpc_parity(
     http_url: str, grpc_url: str, model: Path, images: list[bytes], k: int, model_name: str = "ssd"
 ) -> None:
     """Each image, sent alone over HTTP and over gRPC, gets exactly the in-process Detector's detections of `model`.

@@ -18,15 +18,8 @@ pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (pip in
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 
-from serve_helpers import (  # noqa: E402
-    as_dict,
-    assert_http_and_grpc_equal_detector,
-    assert_same,
-    batch_sizes,
-    encoded_images,
-    reference,
-    request,
-)
+from serve_helpers import as_dict, assert_same, batch_sizes, encoded_images, reference, request  # noqa: E402
+from serve_helpers import assert_http_grpc_parity  # noqa: E402
 
 from ssdtrt.manifest import read_manifest  # noqa: E402
 from ssdtrt.serve import contract  # noqa: E402
@@ -61,7 +54,7 @@ def _assert_group_gone(proc: ServeProcess, wait_s: float = 15.0) -> None:
 
 
 def test_http_and_grpc_equal_detector(server: ServeProcess, small_raw_onnx: Path) -> None:
-    assert_http_and_grpc_equal_detector(server.http_url, server.grpc_url, small_raw_onnx, encoded_images(3), K)
+    assert_http_grpc_parity(server.http_url, server.grpc_url, small_raw_onnx, encoded_images(3), K)
 
 
 def test_class_names_and_contract_in_config(server: ServeProcess, small_raw_onnx: Path) -> None:
