@@ -319,20 +319,30 @@ def iter_inputs(
     sources = inputs if inputs and isinstance(inputs[0], InputSource) else expand_inputs(inputs)  # type: ignore[arg-type]
     for src in sources:
         assert isinstance(src, InputSource)
-        if src.kind == "missing":
-            yield InputItem(src.name, None, ImageReadError(f"{src.name}: {src.reason}"), src.path)
-        elif src.kind == "video":
-            frame = -1
-            try:
-                for frame, image in enumerate(iter_video_frames(src.path, max_pixels=max_pixels)):
-                    yield InputItem(f"{src.name}#frame={frame}", image, None, src.path, frame)
-            except ImageReadError as err:
-                yield InputItem(src.name, None, err, src.path, frame + 1 if frame >= 0 else None)
-        else:
-            try:
-                yield InputItem(src.name, read_image(src.path, max_pixels=max_pixels), None, src.path)
-            except ImageReadError as err:
-                yield InputItem(src.name, None, err, src.path)
+        yield from source_items(src, max_pixels)
+
+
+def source_items(src: InputSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Iterator[InputItem]:
+    """One expanded input → its items (the stream reader shares this; it decodes image files on its pool instead)."""
+    if src.kind == "missing":
+        yield InputItem(src.name, None, ImageReadError(f"{src.name}: {src.reason}"), src.path)
+    elif src.kind == "video":
+        frame = -1
+        try:
+            for frame, image in enumerate(iter_video_frames(src.path, max_pixels=max_pixels)):
+                yield InputItem(f"{src.name}#frame={frame}", image, None, src.path, frame)
+        except ImageReadError as err:
+            yield InputItem(src.name, None, err, src.path, frame + 1 if frame >= 0 else None)
+    else:
+        yield image_item(src, max_pixels)
+
+
+def image_item(src: InputSource, max_pixels: int = MAX_IMAGE_PIXELS) -> InputItem:
+    """An image file decoded, or an item carrying its ImageReadError (a bad file must not end the stream)."""
+    try:
+        return InputItem(src.name, read_image(src.path, max_pixels=max_pixels), None, src.path)
+    except ImageReadError as err:
+        return InputItem(src.name, None, err, src.path)
 
 
 def prefetch(items: Iterable[InputItem], depth: int = 16) -> Iterator[InputItem]:

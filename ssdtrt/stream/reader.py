@@ -18,7 +18,7 @@ from typing import Union
 import numpy as np
 
 from ssdtrt.errors import ImageReadError
-from ssdtrt.imageio import MAX_IMAGE_PIXELS, InputItem, InputSource, is_video, iter_video_frames, read_image, to_rgb8
+from ssdtrt.imageio import MAX_IMAGE_PIXELS, InputItem, InputSource, image_item, is_video, source_items, to_rgb8
 from ssdtrt.threads import background_iter
 
 #: What a stream accepts per element: a decoded HxWx3 uint8 RGB image, a path to an image or video file, or an
@@ -64,31 +64,12 @@ def _expand(element: StreamInput, index: int, pool: ThreadPoolExecutor, max_pixe
             yield InputItem(name, None, err)
         return
     src = element if isinstance(element, InputSource) else _source(element)
-    if src.kind == "missing":
-        yield InputItem(src.name, None, ImageReadError(f"{src.name}: {src.reason}"), src.path)
-    elif src.kind == "video":
-        yield from _video_items(src, max_pixels)
+    if src.kind == "image":
+        yield pool.submit(image_item, src, max_pixels)
     else:
-        yield pool.submit(_decode_file, src, max_pixels)
+        yield from source_items(src, max_pixels)  # missing: its error item; video: frame by frame, on this thread
 
 
 def _source(element: str | os.PathLike[str]) -> InputSource:
     path = Path(element)
     return InputSource(os.fspath(element), path, "video" if is_video(path) else "image")
-
-
-def _decode_file(src: InputSource, max_pixels: int) -> InputItem:
-    try:
-        return InputItem(src.name, read_image(src.path, max_pixels=max_pixels), None, src.path)
-    except ImageReadError as err:
-        return InputItem(src.name, None, err, src.path)
-
-
-def _video_items(src: InputSource, max_pixels: int) -> Iterator[InputItem]:
-    frame = -1
-    try:
-        for frame, image in enumerate(iter_video_frames(src.path, max_pixels=max_pixels)):
-            yield InputItem(f"{src.name}#frame={frame}", image, None, src.path, frame)
-    except ImageReadError as err:
-        yield InputItem(src.name, None, err, src.path, frame + 1 if frame >= 0 else None)
-
