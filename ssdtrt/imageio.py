@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import glob
 import os
-import queue
-import threading
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +20,7 @@ import cv2
 import numpy as np
 
 from ssdtrt.errors import ImageReadError
+from ssdtrt.threads import background_iter
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -320,20 +319,30 @@ def iter_inputs(
     sources = inputs if inputs and isinstance(inputs[0], InputSource) else expand_inputs(inputs)  # type: ignore[arg-type]
     for src in sources:
         assert isinstance(src, InputSource)
-        if src.kind == "missing":
-            yield InputItem(src.name, None, ImageReadError(f"{src.name}: {src.reason}"), src.path)
-        elif src.kind == "video":
-            frame = -1
-            try:
-                for frame, image in enumerate(iter_video_frames(src.path, max_pixels=max_pixels)):
-                    yield InputItem(f"{src.name}#frame={frame}", image, None, src.path, frame)
-            except ImageReadError as err:
-                yield InputItem(src.name, None, err, src.path, frame + 1 if frame >= 0 else None)
-        else:
-            try:
-                yield InputItem(src.name, read_image(src.path, max_pixels=max_pixels), None, src.path)
-            except ImageReadError as err:
-                yield InputItem(src.name, None, err, src.path)
+        yield from source_items(src, max_pixels)
+
+
+def source_items(src: InputSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Iterator[InputItem]:
+    """One expanded input → its items (the stream reader shares this; it decodes image files on its pool instead)."""
+    if src.kind == "missing":
+        yield InputItem(src.name, None, ImageReadError(f"{src.name}: {src.reason}"), src.path)
+    elif src.kind == "video":
+        frame = -1
+        try:
+            for frame, image in enumerate(iter_video_frames(src.path, max_pixels=max_pixels)):
+                yield InputItem(f"{src.name}#frame={frame}", image, None, src.path, frame)
+        except ImageReadError as err:
+            yield InputItem(src.name, None, err, src.path, frame + 1 if frame >= 0 else None)
+    else:
+        yield image_item(src, max_pixels)
+
+
+def image_item(src: InputSource, max_pixels: int = MAX_IMAGE_PIXELS) -> InputItem:
+    """An image file decoded, or an item carrying its ImageReadError (a bad file must not end the stream)."""
+    try:
+        return InputItem(src.name, read_image(src.path, max_pixels=max_pixels), None, src.path)
+    except ImageReadError as err:
+        return InputItem(src.name, None, err, src.path)
 
 
 def prefetch(items: Iterable[InputItem], depth: int = 16) -> Iterator[InputItem]:
@@ -344,38 +353,4 @@ def prefetch(items: Iterable[InputItem], depth: int = 16) -> Iterator[InputItem]
     if depth < 1:
         yield from items
         return
-    buf: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(message: tuple[str, object]) -> bool:
-        """Queue a message unless the consumer has gone; False when it has."""
-        while not stop.is_set():
-            try:
-                buf.put(message, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def reader() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-            put(("end", None))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
-            put(("error", err))
-
-    thread = threading.Thread(target=reader, name="ssdtrt-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = buf.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value  # type: ignore[misc]
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    yield from background_iter(items, depth, "ssdtrt-prefetch", join_timeout=5)

@@ -55,6 +55,29 @@ def as_dict(result) -> dict[str, np.ndarray]:
     return {name: result.as_numpy(name) for name in contract.OUTPUT_NAMES}
 
 
+def assert_http_grpc_parity(
+    http_url: str, grpc_url: str, model: Path, images: list[bytes], k: int, model_name: str = "ssd"
+) -> None:
+    """Each image, sent alone over HTTP and over gRPC, gets exactly the in-process Detector's detections of `model`.
+
+    tritonclient is imported here: the callers skip before importing this module when it is missing.
+    """
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    expected = reference(model, images)
+    assert any(len(d) > 0 for d in expected)  # parity over empty answers alone would prove little
+    http = httpclient.InferenceServerClient(http_url)
+    grpc = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        for data, exp in zip(images, expected):
+            assert_same(as_dict(http.infer(model_name, request(httpclient, data))), exp, k)
+            assert_same(as_dict(grpc.infer(model_name, request(grpcclient, data))), exp, k)
+    finally:
+        http.close()
+        grpc.close()
+
+
 def batch_sizes(stats: dict, model: str) -> dict[int, int]:
     """Executions per batch size of `model` from HTTP statistics JSON."""
     for m in stats["model_stats"]:

@@ -19,6 +19,7 @@ grpcclient = pytest.importorskip("tritonclient.grpc")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import text_format  # noqa: E402
 from serve_helpers import as_dict, assert_same, batch_sizes, encoded_images, reference, request  # noqa: E402
+from serve_helpers import assert_http_grpc_parity  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from ssdtrt.cli.app import main  # noqa: E402
@@ -98,18 +99,7 @@ def test_every_model_ready(server: TritonProcess) -> None:
 
 
 def test_http_and_grpc_equal_detector(server: TritonProcess, small_raw_onnx: Path) -> None:
-    images = encoded_images(3, seed=3)
-    expected = reference(small_raw_onnx, images)
-    assert any(len(d) > 0 for d in expected)
-    http = httpclient.InferenceServerClient(server.http_url)
-    grpc = grpcclient.InferenceServerClient(server.grpc_url)
-    try:
-        for data, exp in zip(images, expected):
-            assert_same(as_dict(http.infer("ssd", request(httpclient, data))), exp, K)
-            assert_same(as_dict(grpc.infer("ssd", request(grpcclient, data))), exp, K)
-    finally:
-        http.close()
-        grpc.close()
+    assert_http_grpc_parity(server.http_url, server.grpc_url, small_raw_onnx, encoded_images(3, seed=3), K)
 
 
 def test_bad_image_fails_alone_and_batches_form(server: TritonProcess, small_raw_onnx: Path) -> None:

@@ -19,6 +19,7 @@ httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 
 from serve_helpers import as_dict, assert_same, batch_sizes, encoded_images, reference, request  # noqa: E402
+from serve_helpers import assert_http_grpc_parity  # noqa: E402
 
 from ssdtrt.manifest import read_manifest  # noqa: E402
 from ssdtrt.serve import contract  # noqa: E402
@@ -53,18 +54,7 @@ def _assert_group_gone(proc: ServeProcess, wait_s: float = 15.0) -> None:
 
 
 def test_http_and_grpc_equal_detector(server: ServeProcess, small_raw_onnx: Path) -> None:
-    images = encoded_images(3)
-    expected = reference(small_raw_onnx, images)
-    assert any(len(d) > 0 for d in expected)
-    http = httpclient.InferenceServerClient(server.http_url)
-    grpc = grpcclient.InferenceServerClient(server.grpc_url)
-    try:
-        for data, exp in zip(images, expected):
-            assert_same(as_dict(http.infer("ssd", request(httpclient, data))), exp, K)
-            assert_same(as_dict(grpc.infer("ssd", request(grpcclient, data))), exp, K)
-    finally:
-        http.close()
-        grpc.close()
+    assert_http_grpc_parity(server.http_url, server.grpc_url, small_raw_onnx, encoded_images(3), K)
 
 
 def test_class_names_and_contract_in_config(server: ServeProcess, small_raw_onnx: Path) -> None:

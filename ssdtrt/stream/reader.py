@@ -10,17 +10,16 @@ ImageReadError (a video that fails part-way: its good frames, then one error ite
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 
 from ssdtrt.errors import ImageReadError
-from ssdtrt.imageio import MAX_IMAGE_PIXELS, InputItem, InputSource, is_video, iter_video_frames, read_image, to_rgb8
+from ssdtrt.imageio import MAX_IMAGE_PIXELS, InputItem, InputSource, image_item, is_video, source_items, to_rgb8
+from ssdtrt.threads import background_iter
 
 #: What a stream accepts per element: a decoded HxWx3 uint8 RGB image, a path to an image or video file, or an
 #: `InputSource` from `ssdtrt.imageio.expand_inputs` (folders and globs already expanded).
@@ -36,43 +35,23 @@ def read_ordered(
     """
     if workers < 1 or depth < 1:
         raise ValueError(f"workers and depth must be >= 1, got {workers} and {depth}")
-    ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ssdtrt-decode")
-
-    def put(message: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                ahead.put(message, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def feed() -> None:
-        try:
-            for index, element in enumerate(inputs):
-                for pending in _expand(element, index, pool, max_pixels):
-                    if not put(("item", pending)):
-                        return
-            put(("end", None))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer thread
-            put(("error", err))
-
-    feeder = threading.Thread(target=feed, name="ssdtrt-stream-feed", daemon=True)
-    feeder.start()
+    # image files come as decode Futures, resolved here in input order, so `depth` also bounds the decodes in flight
+    ahead = background_iter(_pending(inputs, pool, max_pixels), depth, "ssdtrt-stream-feed", join_timeout=10)
     try:
-        while True:
-            kind, value = ahead.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
+        for value in ahead:
             yield value.result() if isinstance(value, Future) else value
     finally:
-        stop.set()
-        feeder.join(timeout=10)
+        ahead.close()  # stops and joins the feeder before the pool goes: it must not submit to a shut-down pool
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pending(
+    inputs: Iterable[StreamInput], pool: ThreadPoolExecutor, max_pixels: int
+) -> Iterator[InputItem | Future[InputItem]]:
+    """Every input's items in input order (run on the feeder thread)."""
+    for index, element in enumerate(inputs):
+        yield from _expand(element, index, pool, max_pixels)
 
 
 def _expand(element: StreamInput, index: int, pool: ThreadPoolExecutor, max_pixels: int) -> Iterator[InputItem | Future[InputItem]]:
@@ -85,31 +64,12 @@ def _expand(element: StreamInput, index: int, pool: ThreadPoolExecutor, max_pixe
             yield InputItem(name, None, err)
         return
     src = element if isinstance(element, InputSource) else _source(element)
-    if src.kind == "missing":
-        yield InputItem(src.name, None, ImageReadError(f"{src.name}: {src.reason}"), src.path)
-    elif src.kind == "video":
-        yield from _video_items(src, max_pixels)
+    if src.kind == "image":
+        yield pool.submit(image_item, src, max_pixels)
     else:
-        yield pool.submit(_decode_file, src, max_pixels)
+        yield from source_items(src, max_pixels)  # missing: its error item; video: frame by frame, on this thread
 
 
 def _source(element: str | os.PathLike[str]) -> InputSource:
     path = Path(element)
     return InputSource(os.fspath(element), path, "video" if is_video(path) else "image")
-
-
-def _decode_file(src: InputSource, max_pixels: int) -> InputItem:
-    try:
-        return InputItem(src.name, read_image(src.path, max_pixels=max_pixels), None, src.path)
-    except ImageReadError as err:
-        return InputItem(src.name, None, err, src.path)
-
-
-def _video_items(src: InputSource, max_pixels: int) -> Iterator[InputItem]:
-    frame = -1
-    try:
-        for frame, image in enumerate(iter_video_frames(src.path, max_pixels=max_pixels)):
-            yield InputItem(f"{src.name}#frame={frame}", image, None, src.path, frame)
-    except ImageReadError as err:
-        yield InputItem(src.name, None, err, src.path, frame + 1 if frame >= 0 else None)
-
