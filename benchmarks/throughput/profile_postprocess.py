@@ -2,8 +2,8 @@
 
     PYTHONPATH=. python benchmarks/throughput/profile_postprocess.py MODEL.xml [--image-size 480x640]
 
-Prints the median postprocess ms of the numpy postprocess as it was at BASELINE (a git commit, default the branch
-point 59020f4) and as now, interleaved in one process on the same engine outputs, the candidate counts, and the
+Prints the median postprocess ms of the numpy postprocess as it was at BASELINE (a git commit, default 405a8fd, where this
+session began) and as now, interleaved in one process on the same engine outputs, the candidate counts, and the
 cProfile top entries of the current code.
 """
 
@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", type=Path)
     parser.add_argument("--image-size", default="480x640")
-    parser.add_argument("--baseline", default="59020f4")
+    parser.add_argument("--baseline", default="405a8fd")
     args = parser.parse_args()
     import ssdtrt.postprocess_numpy as pn
     from ssdtrt.compare import load_images
@@ -73,7 +73,8 @@ def main() -> None:
         s = det.settings
         logits = outputs["logits"]
         probs = pn.softmax(logits[0].astype(np.float32))[:, 1:]
-        rows = pn._rows_that_can_pass(logits, s.score_threshold, False)
+        found = pn._rows_that_can_pass(logits, s.score_threshold, False)
+        rows = None if found is None else found[0]
         print(f"{args.model.name}: heads {logits.shape}, settings {s}")
         print(f"candidates (score > {s.score_threshold}): {int((probs > s.score_threshold).sum())}; rows passing the "
               f"pre-filter: {'dense path' if rows is None else rows.size}; detections: {len(run()[0])}")

@@ -48,7 +48,7 @@ def markdown(report: dict[str, Any], command: str | None = None) -> str:
         f"Machine: {m.get('cpu_model')} ({m.get('cpu_cores')} cores; flags: {flags}), {m.get('memory_gib')} GiB. "
         f"{m.get('platform')}; ssdtrt {m.get('ssdtrt_commit')}.",
         "",
-        f"Settings: {s['seconds']} s pipeline + {s['seconds']} s bare (two halves around the pipeline) per model after "
+        f"Settings: {s['seconds']} s pipeline + {s['seconds']} s bare, alternated in {s.get('rounds', 1)} rounds, per model after "
         f"{s['warmup_seconds']} s warm-up; images from `{s['data']}` ({len(report['image_sizes_hw'])} decoded images "
         f"cycled{', resized to %dx%d' % tuple(s['image_size_hw']) if s.get('image_size_hw') else ''}); sequential = "
         f"`Detector.detect` in batches of {s['sequential_batch']} on a latency-mode runner.",
