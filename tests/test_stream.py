@@ -168,6 +168,10 @@ def test_auto_batch_follows_the_request_time_and_the_detector_cap(small_raw_onnx
     time, the Detector's batch_size when requests are far cheaper; probed once per Detector."""
     from ssdtrt.stream import pipeline as sp
 
+    monkeypatch.setattr(sp, "ONE_IMAGE_MS", 0.0)  # every request counts as long enough: one image each
+    with Detector(small_raw_onnx, batch_size=6) as det:
+        assert sp.resolved(det, sp.StreamSettings())[0] == 1
+    monkeypatch.setattr(sp, "ONE_IMAGE_MS", 1e9)
     monkeypatch.setattr(sp, "TARGET_REQUEST_MS", 1e-6)
     with Detector(small_raw_onnx, batch_size=6) as det:
         assert sp.resolved(det, sp.StreamSettings())[0] == 1

@@ -55,7 +55,7 @@ def detect_cmd(
     batch_size: Annotated[
         Optional[int],  # noqa: UP007
         typer.Option("--batch-size", min=1, help="Images per inference call (default: the backend's choice when "
-                     "streaming: the model's static batch, else 1 for a model whose one-image request takes 40 ms or "
+                     "streaming: the model's static batch, else 1 for a model whose one-image request takes 10 ms or "
                      "more and up to 8 for a smaller one; 8 with --sequential)."),
     ] = None,
     requests: Annotated[
