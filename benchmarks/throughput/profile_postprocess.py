@@ -30,17 +30,19 @@ def median_ms(fn, n: int = 50) -> float:  # noqa: ANN001
     return float(np.median(samples) * 1e3)
 
 
-def load_baseline(commit: str):  # noqa: ANN201
-    """The numpy postprocess module as it was at `commit` (git show), imported under another name."""
+def load_baseline(commit: str, module_path: str = "ssdtrt/postprocess_numpy.py"):  # noqa: ANN201
+    """The module at `module_path` as it was at `commit` (git show), imported under another name (also used by
+    profile_postprocess_torch.py for ssdtrt/postprocess.py)."""
     import importlib.util
     import subprocess
     import tempfile
 
-    source = subprocess.run(["git", "show", f"{commit}:ssdtrt/postprocess_numpy.py"], capture_output=True, text=True,
+    source = subprocess.run(["git", "show", f"{commit}:{module_path}"], capture_output=True, text=True,
                             check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "postprocess_numpy_baseline.py"
+    name = Path(module_path).stem + "_baseline"
+    path = Path(tempfile.mkdtemp()) / f"{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("postprocess_numpy_baseline", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

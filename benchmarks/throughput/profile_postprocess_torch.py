@@ -14,9 +14,6 @@ median over rounds. Detections are asserted identical (labels, order, boxes, sco
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,14 +22,13 @@ import torch
 
 
 def load_baseline(commit: str):  # noqa: ANN201
-    source = subprocess.run(["git", "show", f"{commit}:ssdtrt/postprocess.py"], capture_output=True, text=True,
-                            check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "postprocess_torch_baseline.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("postprocess_torch_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """ssdtrt/postprocess.py as it was at `commit` (the numpy profile's loader, pointed at the torch module)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from profile_postprocess import load_baseline as load_module_at
+
+    return load_module_at(commit, "ssdtrt/postprocess.py")
 
 
 def heads(n: int, p: int, c: int, candidates: int, rows_per_image: int | None, seed: int) -> tuple:
