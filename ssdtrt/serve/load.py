@@ -81,12 +81,27 @@ def batch_counts(url: str, protocol: str, model_name: str) -> dict[int, int]:
     return out
 
 
+def settled_batch_counts(url: str, protocol: str, model_name: str, images_at_least: int,
+                         timeout_s: float = 2.0) -> dict[int, int]:
+    """`batch_counts` once the server has recorded at least `images_at_least` executed images (sum of batch size ×
+    executions): Triton updates its statistics after it answers, so a read right after the last response can miss
+    that execution and the next level would count it (measured: 17 executed images in a 16-request level)."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        counts = batch_counts(url, protocol, model_name)
+        if sum(b * n for b, n in counts.items()) >= images_at_least or time.perf_counter() > deadline:
+            return counts
+        time.sleep(0.02)
+
+
 def run_level(url: str, images: Sequence[bytes], concurrency: int, s: LoadSettings) -> LevelResult:
     """One closed-loop level; every thread stops at the shared request budget or the deadline."""
     clients = [_client(url, s.protocol) for _ in range(concurrency)]
-    for i in range(min(s.warmup_requests, len(images) * 4)):
+    start_images = sum(b * n for b, n in batch_counts(url, s.protocol, s.model_name).items())
+    warmup = min(s.warmup_requests, len(images) * 4)
+    for i in range(warmup):
         clients[i % concurrency].infer(s.model_name, _request(s.protocol, images[i % len(images)]))
-    before = batch_counts(url, s.protocol, s.model_name)
+    before = settled_batch_counts(url, s.protocol, s.model_name, start_images + warmup)
     lock = threading.Lock()
     budget = [s.max_requests]
     latencies: list[float] = []
@@ -129,7 +144,7 @@ def run_level(url: str, images: Sequence[bytes], concurrency: int, s: LoadSettin
     for t in threads:
         t.join(timeout=s.max_seconds + s.timeout_s + 10)
     seconds = time.perf_counter() - start
-    after = batch_counts(url, s.protocol, s.model_name)
+    after = settled_batch_counts(url, s.protocol, s.model_name, sum(b * n for b, n in before.items()) + answered[0])
     for c in clients:
         c.close()
     hist = {b: after.get(b, 0) - before.get(b, 0) for b in sorted(set(after) | set(before))}
