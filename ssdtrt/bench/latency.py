@@ -222,13 +222,16 @@ def bench_images(settings: LatencySettings) -> list[np.ndarray]:
 def measure(
     variant: Variant, images: Sequence[np.ndarray], settings: LatencySettings, progress: Progress | None = None
 ) -> list[LatencyResult]:
-    """Time `variant` at every batch size of `settings` on `images` (one opened runner for all batch sizes)."""
+    """Time `variant` at every batch size of `settings` on `images` (one opened runner for all batch sizes).
+
+    The variant comes from `plan_variants`, which checked the artifact against its manifest (sha256 unless
+    `settings.verify_hash` is False): the runner re-checks only the size, so a model is hashed once, not per variant."""
     from ssdtrt.pipeline import Detector
 
     torch_threads = _set_torch_threads(settings.threads) if variant.backend == "torch" else None
     try:
         with Detector(variant.model, backend=variant.backend, batch_size=max(settings.batch_sizes),
-                      verify_hash=settings.verify_hash, **variant.options) as det:
+                      verify_hash=False, **variant.options) as det:
             return [_measure_batch(det, variant, list(images[:bs]), settings, progress) for bs in settings.batch_sizes]
     finally:
         if torch_threads is not None:
@@ -340,10 +343,21 @@ def bench_models(
     on_skip: Callable[[str, str], None] | None = None,
 ) -> LatencyReport:
     """Measure every variant of every model; a variant that cannot open or run here is recorded in `skipped`."""
-    from ssdtrt.bench.machine import machine_info
-
     variants = plan_variants(models, backends, precisions, threads=settings.threads, device=settings.device,
                              verify_hash=settings.verify_hash)
+    return bench_variants(variants, settings, progress=progress, on_skip=on_skip)
+
+
+def bench_variants(
+    variants: Sequence[Variant],
+    settings: LatencySettings,
+    *,
+    progress: Progress | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> LatencyReport:
+    """`bench_models` on variants already planned (and verified) by `plan_variants`."""
+    from ssdtrt.bench.machine import machine_info
+
     images = bench_images(settings)
     report = LatencyReport(settings, machine_info(), [tuple(img.shape[:2]) for img in images])
     for variant in variants:

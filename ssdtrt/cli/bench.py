@@ -77,7 +77,7 @@ def latency_cmd(
     min–max and images per second. Warm-up excluded. Exit 1 if a model could not be read or a variant failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ssdtrt.bench.latency import LatencySettings, bench_models, plan_variants
+    from ssdtrt.bench.latency import LatencySettings, bench_variants, plan_variants
     from ssdtrt.bench.latency_report import markdown, plot, rich_table
     from ssdtrt.bench.machine import cpu_caveats
     from ssdtrt.cli.common import console
@@ -90,15 +90,17 @@ def latency_cmd(
         min_iters=min(min_iters, iters),
         threads=threads, data=data, image_size_hw=_size_hw(image_size), device=device, verify_hash=not no_verify,
     )
-    usable, failed = [], 0
+    variants, failed = [], 0
     for model in models:  # a bad model is one line; the others are still measured
         try:
-            plan_variants([model], backend, precision, verify_hash=settings.verify_hash)
-            usable.append(model)
+            variants += plan_variants([model], backend, precision, threads=threads, device=device,
+                                      verify_hash=settings.verify_hash)
         except SSDTRTError as exc:
             err.print(f"[red]error:[/] {exc}", soft_wrap=True)
             failed += 1
-    if not usable:
+    if not variants:
+        if not failed:
+            err.print("[red]error:[/] no variant could be measured (no backend / precision of these models matches here)")
         return 1
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
@@ -113,7 +115,7 @@ def latency_cmd(
         def on_skip(label: str, reason: str) -> None:
             err.print(f"[yellow]skipped[/] {label}: {reason}")
 
-        report = bench_models(usable, settings, backends=backend, precisions=precision, progress=progress, on_skip=on_skip)
+        report = bench_variants(variants, settings, progress=progress, on_skip=on_skip)
     data_out = report.to_dict()
     invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
     command = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None

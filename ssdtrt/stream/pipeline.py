@@ -93,9 +93,9 @@ class _Slot:
 
 #: A request should carry at least this much work, as timed by the probe (one synchronous request: inference on one
 #: CPU stream plus the runner's copies): Python's per-request cost (hand-off, start, callback, future, the
-#: postprocess's fixed part) is then small beside it. Measured, demo model on OpenVINO INT8, 2 cores, one run:
-#: 233 img/s at batch 1, 433 at 4, 523 at 8, 587 at 16 (benchmarks/throughput/README.md); its probe takes 2.5-5 ms,
-#: SSD300-ResNet50 INT8's 35-45 ms (→ batch 1, as `benchmark_app` runs it).
+#: postprocess's fixed part) is then small beside it. Measured on 2 cores (benchmarks/throughput/): the demo model
+#: (OpenVINO INT8; probe 2.9-3.3 ms) streams 159 img/s at batch 1 and 769 at the batch 8 this picks;
+#: SSD300-ResNet50 INT8 (probe 51-86 ms) keeps batch 1, as `benchmark_app` runs it.
 TARGET_REQUEST_MS = 40.0
 #: A model whose one-image request takes at least this long keeps 1 image per request (its per-request cost is
 #: already small beside it; two regimes far apart keep the choice stable when the probe is noisy).
@@ -129,7 +129,7 @@ def auto_batch(detector: Detector) -> int:
 
 def resolved(detector: Detector, settings: StreamSettings) -> tuple[int, int, int]:
     """(batch_size, in_flight, depth) after filling the backend's defaults (the batch: the model's static batch,
-    else `auto_batch`)."""
+    else `auto_batch`), on the activated runner (the probe and the optimal request count need it)."""
     detector.runner.activate()
     batch = settings.batch_size or detector.static_batch or auto_batch(detector)
     in_flight = settings.in_flight or max(1, detector.runner.optimal_in_flight())
@@ -140,8 +140,7 @@ def resolved(detector: Detector, settings: StreamSettings) -> tuple[int, int, in
 def stream_detect(detector: Detector, inputs: Iterable[StreamInput], settings: StreamSettings | None = None) -> Iterator[StreamResult]:
     """Detections of every image / frame of `inputs` in input order, stages overlapped (see the module docstring)."""
     settings = settings or StreamSettings()
-    batch, in_flight, depth = resolved(detector, settings)
-    detector.runner.activate()
+    batch, in_flight, depth = resolved(detector, settings)  # activates the runner
     slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=in_flight)
     stop = threading.Event()
     items = read_ordered(inputs, workers=settings.decode_workers, depth=depth)

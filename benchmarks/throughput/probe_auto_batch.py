@@ -1,0 +1,42 @@
+"""What the stream's automatic batch probe measures and picks, per model (three fresh Detectors each).
+
+    PYTHONPATH=. python benchmarks/throughput/probe_auto_batch.py MODEL... > benchmarks/throughput/auto-batch-probe.txt
+
+Opens each model as `bench throughput` does (throughput-mode runner), times the probe's one-image requests the way
+`ssdtrt.stream.pipeline.auto_batch` does, and prints the fastest request and the batch `auto_batch` picks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from ssdtrt.pipeline import Detector
+from ssdtrt.runtime import backend_for
+from ssdtrt.stream import throughput_runner_options
+from ssdtrt.stream.pipeline import PROBE_REQUESTS, auto_batch
+
+
+def main() -> None:
+    print("$ PYTHONPATH=. python benchmarks/throughput/probe_auto_batch.py " + " ".join(sys.argv[1:]))
+    print(subprocess.run(["sh", "-c", "lscpu | grep 'Model name'"], capture_output=True, text=True).stdout.strip())
+    for model in sys.argv[1:]:
+        for _ in range(3):
+            with Detector(model, **throughput_runner_options(backend_for(model)[1])) as det:
+                pre = det.spec.preprocess
+                feeds = {det.input.name: np.zeros((1, 3, pre.height, pre.width), dtype=np.dtype(det.input.dtype))}
+                det.runner.infer(feeds)
+                samples = []
+                for _ in range(PROBE_REQUESTS):
+                    start = time.perf_counter()
+                    det.runner.infer(feeds)
+                    samples.append((time.perf_counter() - start) * 1e3)
+                print(f"{model}: fastest one-image request {min(samples):.2f} ms (of {PROBE_REQUESTS}); "
+                      f"auto_batch picks {auto_batch(det)}")
+
+
+if __name__ == "__main__":
+    main()
