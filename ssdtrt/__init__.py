@@ -6,7 +6,7 @@ The public API is imported lazily (no torch import, no work at import time):
     priors = ssdtrt.default_boxes("ssd300-vgg16")          # numpy [8732, 4] cx, cy, w, h
     model = ssdtrt.load_model("runs/demo/model.pt")          # torch, eval mode
     locs, logits = model(images)                             # [N, P, 4], [N, P, C]
-    dets = ssdtrt.postprocess(locs, logits, priors)          # list[Detections]
+    dets = ssdtrt.postprocess.host_torch(locs, logits, priors)          # list[Detections]
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "default_boxes": "ssdtrt.priors",
-    "postprocess": "ssdtrt.postprocess",
-    "Detections": "ssdtrt.detections",
-    "get_preset": "ssdtrt.config",
-    "preset_names": "ssdtrt.config",
-    "ModelSpec": "ssdtrt.config",
-    "PriorSpec": "ssdtrt.config",
-    "PostprocessSpec": "ssdtrt.config",
-    "encode": "ssdtrt.codec",
-    "decode": "ssdtrt.codec",
+    "default_boxes": "ssdtrt.core.priors",
+    "postprocess": "ssdtrt.postprocess.host_torch",
+    "Detections": "ssdtrt.core.detections",
+    "get_preset": "ssdtrt.core.config",
+    "preset_names": "ssdtrt.core.config",
+    "ModelSpec": "ssdtrt.core.config",
+    "PriorSpec": "ssdtrt.core.config",
+    "PostprocessSpec": "ssdtrt.core.config",
+    "encode": "ssdtrt.core.codec",
+    "decode": "ssdtrt.core.codec",
     "load_model": "ssdtrt.model.checkpoint",
     "build_model": "ssdtrt.model.ssd",
-    "read_manifest": "ssdtrt.manifest",
+    "read_manifest": "ssdtrt.core.manifest",
     "export_checkpoint": "ssdtrt.export.onnx_export",
-    "Detector": "ssdtrt.pipeline",
+    "Detector": "ssdtrt.inference.detector",
     "open_runner": "ssdtrt.runtime",
-    "SSDTRTError": "ssdtrt.errors",
+    "SSDTRTError": "ssdtrt.core.errors",
 }
 
 __all__ = sorted(_LAZY)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.config import ModelSpec, PostprocessSpec
-from ssdtrt.detections import Detections
-from ssdtrt.errors import ClassCountMismatchError, ManifestError, ParityError
+from ssdtrt.core.config import ModelSpec, PostprocessSpec
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import ClassCountMismatchError, ManifestError, ParityError
 
 #: Outputs compared element-wise when both sides expose them (nms outputs are compared as detections).
 TENSOR_OUTPUTS = ("locs", "logits", "boxes", "scores")
@@ -62,8 +62,8 @@ class TorchSubject(Subject):
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        from ssdtrt.codec import decode
-        from ssdtrt.priors import default_boxes
+        from ssdtrt.core.codec import decode
+        from ssdtrt.core.priors import default_boxes
 
         with torch.no_grad():
             locs, logits = self.model(torch.from_numpy(batch))
@@ -73,8 +73,8 @@ class TorchSubject(Subject):
         return {"locs": locs.numpy(), "logits": logits.numpy(), "boxes": boxes.numpy(), "scores": scores.numpy()}
 
     def detections(self, outputs: dict[str, np.ndarray], settings: PostprocessSpec) -> list[Detections]:
-        from ssdtrt.postprocess_numpy import postprocess_numpy
-        from ssdtrt.priors import default_boxes
+        from ssdtrt.postprocess.host_numpy import postprocess_numpy
+        from ssdtrt.core.priors import default_boxes
 
         return postprocess_numpy(
             outputs["locs"], outputs["logits"], default_boxes(self.spec), variances=self.spec.variances, **asdict(settings)
@@ -116,7 +116,7 @@ def load_subject(path: str | os.PathLike[str], backend: str | None = None, **run
     p = Path(path)
     if p.suffix in CHECKPOINT_SUFFIXES and backend in (None, "torch"):
         if not p.is_file():
-            from ssdtrt.errors import CheckpointError
+            from ssdtrt.core.errors import CheckpointError
 
             raise CheckpointError(f"{p}: no such checkpoint file")
         return TorchSubject(p)  # a checkpoint has no sidecar manifest: verify_hash does not apply
@@ -161,7 +161,7 @@ class CompareReport:
 
 
 def _iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    from ssdtrt.boxes import box_iou_xyxy
+    from ssdtrt.core.boxes import box_iou_xyxy
 
     if a_xyxy.shape[0] == 0 or b_xyxy.shape[0] == 0:
         return np.zeros((a_xyxy.shape[0], b_xyxy.shape[0]), dtype=np.float64)
@@ -206,7 +206,7 @@ def compare_models(
 
 def preprocess_batches(images_rgb: list[np.ndarray], spec: ModelSpec, batch_size: int = 8) -> list[np.ndarray]:
     """The network inputs (float32 NCHW) of `images_rgb`, `batch_size` images per batch."""
-    from ssdtrt.preprocess import preprocess_images
+    from ssdtrt.preprocess.host import preprocess_images
 
     return [preprocess_images(images_rgb[s : s + batch_size], spec.preprocess) for s in range(0, len(images_rgb), batch_size)]
 

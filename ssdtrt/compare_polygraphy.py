@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from ssdtrt.compare import Subject
-from ssdtrt.config import PostprocessSpec
-from ssdtrt.detections import Detections
-from ssdtrt.errors import BackendUnavailableError, ClassCountMismatchError, ResultsFileError
+from ssdtrt.core.config import PostprocessSpec
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import BackendUnavailableError, ClassCountMismatchError, ResultsFileError
 
 #: Output names that identify an export mode (the nms ones first: they include "boxes" / "scores").
 MODE_OUTPUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -84,7 +84,7 @@ def load_input_batches(path: str | os.PathLike[str], input_name: str) -> list[np
 def save_input_batches(path: str | os.PathLike[str], input_name: str, batches: list[np.ndarray]) -> Path:
     """Write `batches` as a Polygraphy input file (a JSON list of feed dicts) for `polygraphy run --load-inputs`."""
     _, pjson, _ = _polygraphy()
-    from ssdtrt.fileio import atomic_write_text
+    from ssdtrt.io.files import atomic_write_text
 
     return atomic_write_text(path, pjson.to_json([{input_name: np.ascontiguousarray(b)} for b in batches]))
 
@@ -168,8 +168,8 @@ def detections_from_outputs(
                        np.asarray(outputs["labels"][i, :n]).astype(np.int64))
             for i, n in enumerate(num.tolist())
         ]
-    from ssdtrt.postprocess_numpy import postprocess_numpy
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.postprocess.host_numpy import postprocess_numpy
+    from ssdtrt.core.priors import default_boxes
 
     decoded = mode == "decoded"
     a, b = (outputs["boxes"], outputs["scores"]) if decoded else (outputs["locs"], outputs["logits"])

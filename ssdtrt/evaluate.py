@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssdtrt.boxes import box_iou_xyxy
-from ssdtrt.detections import Detections
+from ssdtrt.core.boxes import box_iou_xyxy
+from ssdtrt.core.detections import Detections
 
 if TYPE_CHECKING:
     import torch
 
-    from ssdtrt.config import PostprocessSpec
+    from ssdtrt.core.config import PostprocessSpec
 
 PredictFn = Callable[[list[np.ndarray]], list[Detections]]
 
@@ -283,9 +283,9 @@ def torch_predict_fn(
     """A predict_fn for an SSD torch model (with `.spec`): shared preprocess → model → postprocess → pixels."""
     import torch
 
-    from ssdtrt.postprocess import postprocess_spec as run_postprocess
-    from ssdtrt.preprocess import preprocess_images
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.postprocess.host_torch import postprocess_spec as run_postprocess
+    from ssdtrt.preprocess.host import preprocess_images
+    from ssdtrt.core.priors import default_boxes
 
     spec = model.spec
     post = postprocess_spec or spec.postprocess

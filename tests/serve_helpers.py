@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ssdtrt.imageio import decode_image
-from ssdtrt.pipeline import Detector
+from ssdtrt.io.images import decode_image
+from ssdtrt.inference.detector import Detector
 from ssdtrt.serve import contract
 
 BOX_ATOL_PX = 1e-2  # float32 through the wire is exact; batching may pick other kernels (tiny float differences)

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ssdtrt.errors import ImageReadError
-from ssdtrt.imageio import decode_image, iter_inputs, read_image
+from ssdtrt.core.errors import ImageReadError
+from ssdtrt.io.images import decode_image, iter_inputs, read_image
 
 torch = pytest.importorskip("torch")
 
@@ -255,7 +255,7 @@ def test_cli_all_good_exits_zero(onnx_model: Path, tmp_path: Path) -> None:
 
 
 def test_prefetch_keeps_order_errors_and_stops_early(tmp_path: Path) -> None:
-    from ssdtrt.imageio import prefetch
+    from ssdtrt.io.images import prefetch
 
     paths = []
     for i in range(12):

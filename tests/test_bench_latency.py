@@ -10,7 +10,7 @@ import pytest
 
 from ssdtrt.bench.latency import LatencySettings, Stats, bench_models, plan_variants
 from ssdtrt.cli.app import main
-from ssdtrt.errors import ManifestError
+from ssdtrt.core.errors import ManifestError
 
 TINY = LatencySettings(batch_sizes=(1, 3), warmup=1, iters=4)
 

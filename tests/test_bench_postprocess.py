@@ -25,7 +25,7 @@ from ssdtrt.bench.postprocess import (  # noqa: E402
 )
 from ssdtrt.bench.postprocess_cases import STRESS_GRID, random_case, stress_case, take_batch  # noqa: E402
 from ssdtrt.cli import app as cli  # noqa: E402
-from ssdtrt.detections import Detections  # noqa: E402
+from ssdtrt.core.detections import Detections  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ssdtrt.errors import CheckpointError
+from ssdtrt.core.errors import CheckpointError
 
 torch = pytest.importorskip("torch")
 
@@ -43,12 +43,12 @@ def _tiny_coco(root: Path) -> str:
 
 
 def test_coco_training_carries_category_ids_into_checkpoint_and_export(tmp_path: Path) -> None:
-    from ssdtrt.cocojson import category_ids_from_manifest, coco_records
-    from ssdtrt.detections import Detections
+    from ssdtrt.io.cocojson import category_ids_from_manifest, coco_records
+    from ssdtrt.core.detections import Detections
     from ssdtrt.export.onnx_export import export_checkpoint
-    from ssdtrt.manifest import read_manifest
+    from ssdtrt.core.manifest import read_manifest
     from ssdtrt.model.checkpoint import load_checkpoint, load_model
-    from ssdtrt.train import TrainConfig, train
+    from ssdtrt.train.loop import TrainConfig, train
 
     cfg = TrainConfig(
         out_dir=str(tmp_path / "run"), epochs=1, preset="ssd-small", data=_tiny_coco(tmp_path / "coco"),

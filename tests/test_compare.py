@@ -11,8 +11,8 @@ import torch
 
 import ssdtrt.cli.app as cli
 from ssdtrt.compare import compare_models, load_images, load_subject, match_detections
-from ssdtrt.detections import Detections
-from ssdtrt.errors import ManifestError
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import ManifestError
 from ssdtrt.export.onnx_export import export_checkpoint
 from ssdtrt.model.checkpoint import save_checkpoint
 from ssdtrt.model.ssd import build_model

@@ -44,7 +44,7 @@ def test_polygraphy_side_same_model_passes_other_weights_fail(small_raw_onnx, ot
     from polygraphy.comparator import StreamingDataLoader
 
     from ssdtrt.compare import load_images, preprocess_batches
-    from ssdtrt.manifest import read_manifest
+    from ssdtrt.core.manifest import read_manifest
 
     inputs = tmp_path / "in.json"
     assert main(["compare", str(small_raw_onnx), "--save-inputs", str(inputs), "--images", "4", "--batch-size", "2"]) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssdtrt.codec import decode, encode
+from ssdtrt.core.codec import decode, encode
 
 
 def test_encode_matches_hand_computed_values() -> None:

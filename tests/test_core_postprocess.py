@@ -10,9 +10,9 @@ torchvision = pytest.importorskip("torchvision")
 
 from torchvision.ops import batched_nms  # noqa: E402
 
-from ssdtrt.boxes import cxcywh_to_xyxy  # noqa: E402
-from ssdtrt.postprocess import postprocess  # noqa: E402
-from ssdtrt.priors import default_boxes  # noqa: E402
+from ssdtrt.core.boxes import cxcywh_to_xyxy  # noqa: E402
+from ssdtrt.postprocess.host_torch import postprocess  # noqa: E402
+from ssdtrt.core.priors import default_boxes  # noqa: E402
 
 
 def canonical(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
@@ -123,7 +123,7 @@ def test_exact_ties_are_ordered_by_class_then_rank() -> None:
 
 def _reference_full_nms(locs, logits, priors, score_threshold, iou_threshold, max_detections):  # noqa: ANN001, ANN202
     """Every candidate through torchvision's nms, one (image, class) at a time, then the best per image."""
-    from ssdtrt.codec import decode
+    from ssdtrt.core.codec import decode
 
     probs = torch.softmax(logits, -1)
     boxes = decode(locs, torch.as_tensor(priors), (0.1, 0.1, 0.2, 0.2)).clamp(0, 1)
@@ -145,8 +145,8 @@ def _reference_full_nms(locs, logits, priors, score_threshold, iou_threshold, ma
 def test_best_first_prefix_equals_full_nms_on_many_candidates(collapse: bool) -> None:
     """Thousands of candidates and no per-class top-k (seed 000's settings): the prefix NMS must equal full NMS,
     also when heavy suppression makes the prefix grow (collapse: every box of a class decodes to one of 3 boxes)."""
-    from ssdtrt.codec import encode
-    from ssdtrt.postprocess_numpy import postprocess_numpy
+    from ssdtrt.core.codec import encode
+    from ssdtrt.postprocess.host_numpy import postprocess_numpy
 
     priors = default_boxes("ssd-small")
     locs, logits = heads(2, len(priors), 7, seed=5, scale=4.0)

@@ -8,9 +8,9 @@ from math import sqrt
 import numpy as np
 import pytest
 
-from ssdtrt.config import get_preset, preset_names
-from ssdtrt.errors import UnknownPresetError
-from ssdtrt.priors import default_boxes
+from ssdtrt.core.config import get_preset, preset_names
+from ssdtrt.core.errors import UnknownPresetError
+from ssdtrt.core.priors import default_boxes
 
 
 def seed000_default_boxes() -> np.ndarray:

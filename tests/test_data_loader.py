@@ -1,4 +1,4 @@
-"""torch loader: normalization identical to ssdtrt.preprocess, collate shapes, reproducible per-sample RNG."""
+"""torch loader: normalization identical to ssdtrt.preprocess.host, collate shapes, reproducible per-sample RNG."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ssdtrt.config import get_preset  # noqa: E402
+from ssdtrt.core.config import get_preset  # noqa: E402
 from ssdtrt.data import EvalTransform, SyntheticShapes, TrainTransform, collate, make_loader  # noqa: E402
 from ssdtrt.data.loader import TorchDetectionDataset  # noqa: E402
-from ssdtrt.preprocess import normalize_batch, preprocess_images  # noqa: E402
+from ssdtrt.preprocess.host import normalize_batch, preprocess_images  # noqa: E402
 
 
 @pytest.mark.parametrize("preset", ["ssd-small", "ssd300-vgg16"])

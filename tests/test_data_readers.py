@@ -12,7 +12,7 @@ import pytest
 from ssdtrt.data import open_dataset
 from ssdtrt.data.coco import COCODataset
 from ssdtrt.data.voc import VOC_CLASSES, VOCDataset
-from ssdtrt.errors import DatasetError
+from ssdtrt.core.errors import DatasetError
 
 # --------------------------------------------------------------------------------------------------------- VOC
 

@@ -10,7 +10,7 @@ import pytest
 
 from ssdtrt.data import DetectionDataset, open_dataset
 from ssdtrt.data.synthetic import CLASS_NAMES, SyntheticShapes
-from ssdtrt.errors import DatasetError
+from ssdtrt.core.errors import DatasetError
 
 
 def _same(a, b) -> bool:

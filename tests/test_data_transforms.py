@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssdtrt.boxes import box_iou_xyxy
-from ssdtrt.config import Preprocess, get_preset
+from ssdtrt.core.boxes import box_iou_xyxy
+from ssdtrt.core.config import Preprocess, get_preset
 from ssdtrt.data.transforms import (
     EvalTransform,
     TrainTransform,
@@ -20,7 +20,7 @@ from ssdtrt.data.transforms import (
     random_expand,
     random_iou_crop,
 )
-from ssdtrt.preprocess import resize_rgb
+from ssdtrt.preprocess.host import resize_rgb
 
 COLOURS = np.array(
     [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 0, 255], [0, 255, 255], [255, 255, 255]], np.uint8

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ssdtrt.demo import DemoSettings, run_demo
+from ssdtrt.demo.job import DemoSettings, run_demo
 
 TINY = DemoSettings(train_epochs=1, train_images=64, calib_images=8, parity_images=4, bench_warmup=1, bench_iters=3, bench_max_seconds=0.5,
                     annotated_images=2)
@@ -85,7 +85,7 @@ def test_rerun_reuses_the_checkpoint_only_when_settings_and_file_match(demo: tup
     import shutil
     from dataclasses import replace
 
-    from ssdtrt.demo import TRAIN_RECORD, _reusable_checkpoint
+    from ssdtrt.demo.job import TRAIN_RECORD, _reusable_checkpoint
 
     out, report = demo
     assert report["train"]["reused"] is False and (out / "train" / TRAIN_RECORD).is_file()

@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("torch")
 
 from ssdtrt.cli.app import main  # noqa: E402
-from ssdtrt.imageio import read_image  # noqa: E402
-from ssdtrt.pipeline import Detector  # noqa: E402
+from ssdtrt.io.images import read_image  # noqa: E402
+from ssdtrt.inference.detector import Detector  # noqa: E402
 
 
 def write_inputs(folder: Path, n: int = 3, seed: int = 0) -> list[Path]:

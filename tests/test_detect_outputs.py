@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ssdtrt.cocojson import category_ids_from_manifest, coco_records, write_coco_results
-from ssdtrt.detections import Detections
-from ssdtrt.errors import ManifestError
-from ssdtrt.manifest import Manifest
-from ssdtrt.visualize import annotated_suffix, draw_detections, label_color, write_image
+from ssdtrt.io.cocojson import category_ids_from_manifest, coco_records, write_coco_results
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import ManifestError
+from ssdtrt.core.manifest import Manifest
+from ssdtrt.io.draw import annotated_suffix, draw_detections, label_color, write_image
 
 NAMES = ("cat", "dog", "car")
 

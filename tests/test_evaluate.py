@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssdtrt.detections import Detections
+from ssdtrt.core.detections import Detections
 from ssdtrt.evaluate import EvalResult, GroundTruth, evaluate, evaluate_detections, voc07_ap
 
 NAMES = ("circle", "square")

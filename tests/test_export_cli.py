@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ssdtrt.cli.app as cli
-from ssdtrt.manifest import read_manifest
+from ssdtrt.core.manifest import read_manifest
 from ssdtrt.model.checkpoint import save_checkpoint
 from ssdtrt.model.ssd import build_model
 

@@ -1,7 +1,7 @@
 """Exported ONNX (run in ONNX Runtime) vs the PyTorch model on 20 synthetic validation images.
 
 raw / decoded: outputs within 1e-4 absolute of torch, static batch 1 and 4 and dynamic batch (fed 1 and 4 at a time).
-nms: detections identical to `ssdtrt.postprocess` on the torch heads (same count, labels and order; boxes <= 1e-4,
+nms: detections identical to `ssdtrt.postprocess.host_torch` on the torch heads (same count, labels and order; boxes <= 1e-4,
 scores <= 1e-5), with settings that force images with zero detections, more candidates than K, min_size, no per-class
 top-k, and fewer candidates in total than K (padding).
 """
@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from ssdtrt.config import PostprocessSpec
+from ssdtrt.core.config import PostprocessSpec
 from ssdtrt.data import open_dataset
 from ssdtrt.export.lint import lint_onnx
 from ssdtrt.export.onnx_export import export_model
 from ssdtrt.model.ssd import build_model
-from ssdtrt.postprocess import postprocess
-from ssdtrt.preprocess import preprocess_images
-from ssdtrt.priors import default_boxes
+from ssdtrt.postprocess.host_torch import postprocess
+from ssdtrt.preprocess.host import preprocess_images
+from ssdtrt.core.priors import default_boxes
 from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner, run_batched
 
 N_IMAGES = 20
@@ -43,7 +43,7 @@ def images(model: torch.nn.Module) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def heads(model: torch.nn.Module, images: np.ndarray) -> dict[str, torch.Tensor]:
-    from ssdtrt.codec import decode
+    from ssdtrt.core.codec import decode
 
     with torch.no_grad():
         locs, logits = model(torch.from_numpy(images))

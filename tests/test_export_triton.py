@@ -23,7 +23,7 @@ from serve_helpers import assert_http_grpc_parity  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from ssdtrt.cli.app import main  # noqa: E402
-from ssdtrt.manifest import read_manifest  # noqa: E402
+from ssdtrt.core.manifest import read_manifest  # noqa: E402
 from ssdtrt.serve import contract  # noqa: E402
 from ssdtrt.serve.tritonserver import TritonProcess  # noqa: E402
 

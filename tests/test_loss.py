@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssdtrt.codec import encode
+from ssdtrt.core.codec import encode
 from ssdtrt.model.loss import MultiBoxLoss, match
 
 # Six priors (cx, cy, w, h): four quadrants, the whole image, and a small box inside the top-left quadrant.
@@ -73,7 +73,7 @@ def _torchvision_reference(boxes: torch.Tensor, labels: torch.Tensor, priors: to
     from torchvision.models.detection._utils import SSDMatcher
     from torchvision.ops import box_iou
 
-    from ssdtrt.boxes import cxcywh_to_xyxy
+    from ssdtrt.core.boxes import cxcywh_to_xyxy
 
     if boxes.shape[0] == 0:
         return torch.zeros(priors.shape[0], dtype=torch.int64)
@@ -82,7 +82,7 @@ def _torchvision_reference(boxes: torch.Tensor, labels: torch.Tensor, priors: to
 
 
 def test_match_equals_torchvision_ssdmatcher_random() -> None:
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.core.priors import default_boxes
 
     priors = torch.from_numpy(default_boxes("ssd-small"))
     gen = torch.Generator().manual_seed(0)
@@ -97,7 +97,7 @@ def test_match_equals_torchvision_ssdmatcher_random() -> None:
         assert torch.equal(label_t[i], _torchvision_reference(boxes[i], labels[i], priors)), i
         assert torch.isfinite(loc_t[i]).all()
     # positives decode back to their ground truth: the box with the highest IoU for each positive prior
-    from ssdtrt.codec import decode
+    from ssdtrt.core.codec import decode
 
     dec = decode(loc_t[4], priors)[label_t[4] > 0]
     d = torch.cdist(dec, boxes[4]).min(dim=1).values
@@ -202,8 +202,8 @@ class _Seed000Loss(nn.Module):
 
 @pytest.mark.parametrize("normalize", ["image", "batch"])
 def test_loss_equals_seed000_formula_random(normalize: str) -> None:
-    from ssdtrt.boxes import xyxy_to_cxcywh
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.core.boxes import xyxy_to_cxcywh
+    from ssdtrt.core.priors import default_boxes
 
     priors = torch.from_numpy(default_boxes("ssd-small"))
     n, p, c = 4, priors.shape[0], 7

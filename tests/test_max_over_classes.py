@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssdtrt.postprocess_numpy import max_over_classes
+from ssdtrt.postprocess.host_numpy import max_over_classes
 
 
 @pytest.mark.parametrize("shape", [(1, 8732, 81), (8, 2000, 7), (3, 5, 2), (0, 10, 4), (700, 300, 21)])

@@ -9,11 +9,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ssdtrt.config import get_preset  # noqa: E402
-from ssdtrt.errors import CheckpointError, ClassCountMismatchError  # noqa: E402
+from ssdtrt.core.config import get_preset  # noqa: E402
+from ssdtrt.core.errors import CheckpointError, ClassCountMismatchError  # noqa: E402
 from ssdtrt.model.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
 from ssdtrt.model.ssd import SSD, _count_outputs, build_model  # noqa: E402
-from ssdtrt.priors import default_boxes  # noqa: E402
+from ssdtrt.core.priors import default_boxes  # noqa: E402
 
 
 def test_ssd_small_shapes_match_prior_spec() -> None:

@@ -13,11 +13,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from ssdtrt.config import NMS_CANDIDATES_PER_CLASS, PostprocessSpec, get_preset
+from ssdtrt.core.config import NMS_CANDIDATES_PER_CLASS, PostprocessSpec, get_preset
 from ssdtrt.export.lint import lint_onnx
-from ssdtrt.export.nms_graph import append_nms, nms_settings
-from ssdtrt.postprocess import postprocess
-from ssdtrt.postprocess_numpy import postprocess_numpy
+from ssdtrt.postprocess.onnx_nms import append_nms, nms_settings
+from ssdtrt.postprocess.host_torch import postprocess
+from ssdtrt.postprocess.host_numpy import postprocess_numpy
 
 N_IMG, N_PRI, N_CLS = 2, 600, 4
 
@@ -93,7 +93,7 @@ def test_nms_settings_per_preset() -> None:
 def test_export_records_cap_and_lint_passes(tmp_path) -> None:
     """An nms export of ssd-small without a per-class top-k (P = 2390 > 2000) bakes k = 2000 and says so."""
     from ssdtrt.export.onnx_export import export_model
-    from ssdtrt.manifest import read_manifest
+    from ssdtrt.core.manifest import read_manifest
     from ssdtrt.model.ssd import build_model
 
     torch.manual_seed(0)
@@ -113,7 +113,7 @@ def test_detector_reproduces_nms_export_with_its_manifest_settings(tmp_path) -> 
     from ssdtrt.data import open_dataset
     from ssdtrt.export.onnx_export import export_model
     from ssdtrt.model.ssd import build_model
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     torch.manual_seed(3)
     model = build_model("ssd-small").eval()

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssdtrt.errors import EngineBuildError, ManifestError
-from ssdtrt.fileio import sha256_file
-from ssdtrt.manifest import read_manifest
+from ssdtrt.core.errors import EngineBuildError, ManifestError
+from ssdtrt.io.files import sha256_file
+from ssdtrt.core.manifest import read_manifest
 
 pytestmark = pytest.mark.openvino
 torch = pytest.importorskip("torch")
@@ -69,9 +69,9 @@ def test_f32_heads_match_torch_and_onnxruntime(ov_f32, small_raw_onnx: Path, ima
 
 
 def test_f32_detections_identical_to_torch(ov_f32, images, torch_heads) -> None:  # noqa: ANN001
-    from ssdtrt.postprocess import postprocess
-    from ssdtrt.postprocess_numpy import postprocess_numpy
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.postprocess.host_torch import postprocess
+    from ssdtrt.postprocess.host_numpy import postprocess_numpy
+    from ssdtrt.core.priors import default_boxes
     from ssdtrt.runtime.openvino_runner import OpenVINORunner
 
     priors = default_boxes("ssd-small")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssdtrt.detections import Detections
+from ssdtrt.core.detections import Detections
 
 pytestmark = pytest.mark.openvino
 torch = pytest.importorskip("torch")
@@ -70,7 +70,7 @@ def case(
 
 
 def _detect(model: Path, images: list[np.ndarray], **kwargs: object) -> list[Detections]:
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     with Detector(model, batch_size=N_IMAGES, **kwargs) as det:
         return det.detect(images)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssdtrt.errors import ManifestError
+from ssdtrt.core.errors import ManifestError
 from ssdtrt.export.onnx_export import export_model
 from ssdtrt.model.ssd import build_model
 from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner, default_providers, run_batched

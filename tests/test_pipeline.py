@@ -1,4 +1,4 @@
-"""Detector pipeline vs a by-hand reference: torch model + cv2 resize/normalize + `ssdtrt.postprocess` + scaling.
+"""Detector pipeline vs a by-hand reference: torch model + cv2 resize/normalize + `ssdtrt.postprocess.host_torch` + scaling.
 
 Real models only: an `ssd-small` SSD with random weights, wrapped by a minimal in-test torch Runner (the product's
 torch runner is tested by its own module) and exported to ONNX (raw, decoded, nms) for the ONNX Runtime runner.
@@ -15,12 +15,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ssdtrt.detections import Detections  # noqa: E402
-from ssdtrt.imageio import iter_inputs  # noqa: E402
-from ssdtrt.manifest import Manifest, TensorInfo  # noqa: E402
-from ssdtrt.pipeline import Detector  # noqa: E402
-from ssdtrt.postprocess import postprocess  # noqa: E402
-from ssdtrt.priors import default_boxes  # noqa: E402
+from ssdtrt.core.detections import Detections  # noqa: E402
+from ssdtrt.io.images import iter_inputs  # noqa: E402
+from ssdtrt.core.manifest import Manifest, TensorInfo  # noqa: E402
+from ssdtrt.inference.detector import Detector  # noqa: E402
+from ssdtrt.postprocess.host_torch import postprocess  # noqa: E402
+from ssdtrt.core.priors import default_boxes  # noqa: E402
 from ssdtrt.runtime.base import Runner, TensorMeta  # noqa: E402
 
 CLASS_NAMES = ("cat", "dog", "car", "bus", "tree", "sign")

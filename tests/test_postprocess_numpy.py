@@ -1,4 +1,4 @@
-"""numpy postprocess vs the torch postprocess (`ssdtrt.postprocess`): same detections, same order.
+"""numpy postprocess vs the torch postprocess (`ssdtrt.postprocess.host_torch`): same detections, same order.
 
 Exactness: fed the same class probabilities (`scores_are_probs`), the two paths agree bit for bit on scores and
 labels, in the same order, boxes within 1e-6 (numpy's and torch's exp differ by an ulp in the decode). From logits
@@ -14,13 +14,13 @@ import sys
 import numpy as np
 import pytest
 
-from ssdtrt.postprocess_numpy import greedy_nms_grouped, postprocess_numpy
-from ssdtrt.priors import default_boxes
+from ssdtrt.postprocess.host_numpy import greedy_nms_grouped, postprocess_numpy
+from ssdtrt.core.priors import default_boxes
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from ssdtrt.postprocess import postprocess  # noqa: E402
+from ssdtrt.postprocess.host_torch import postprocess  # noqa: E402
 
 SEED000 = dict(score_threshold=0.05, iou_threshold=0.5, topk_candidates=None, max_detections=100, min_size=1 / 300)
 BOX_ATOL = 1e-6
@@ -196,8 +196,8 @@ def test_runs_without_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "import numpy as np\n"
-        "from ssdtrt.postprocess_numpy import postprocess_numpy\n"
-        "from ssdtrt.priors import default_boxes\n"
+        "from ssdtrt.postprocess.host_numpy import postprocess_numpy\n"
+        "from ssdtrt.core.priors import default_boxes\n"
         "p = default_boxes('ssd-small'); rng = np.random.default_rng(0)\n"
         "d = postprocess_numpy(rng.standard_normal((2, p.shape[0], 4), dtype=np.float32),"
         " rng.standard_normal((2, p.shape[0], 7), dtype=np.float32) * 3, p)\n"
@@ -208,7 +208,7 @@ def test_runs_without_torch() -> None:
 
 def _both_paths(monkeypatch: pytest.MonkeyPatch, locs: np.ndarray, scores: np.ndarray, priors: np.ndarray, **kw: object):
     """(sparse-path result, dense-path result, whether the sparse path ran) for the same inputs."""
-    import ssdtrt.postprocess_numpy as pn
+    import ssdtrt.postprocess.host_numpy as pn
 
     ran = []
     real = pn._select_sparse
@@ -251,7 +251,7 @@ def test_row_prefilter_path_equals_the_dense_path(
 def test_row_prefilter_keeps_scores_just_above_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     """Threshold set to exact computed probabilities (and their float32 neighbours): the strict `>` decides the
     same way on both paths, so the pre-filter's margin never drops a passing score."""
-    from ssdtrt.postprocess_numpy import softmax
+    from ssdtrt.postprocess.host_numpy import softmax
 
     priors = default_boxes("ssd-small")
     locs, logits = heads(1, priors.shape[0], 9, seed=21, scale=1.0)

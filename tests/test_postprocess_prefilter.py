@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("torchvision")
 
-from ssdtrt import postprocess as pp  # noqa: E402
-from ssdtrt.postprocess import postprocess  # noqa: E402
+from ssdtrt.postprocess import host_torch as pp  # noqa: E402
+from ssdtrt.postprocess.host_torch import postprocess  # noqa: E402
 
 PROFILE = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow])
@@ -102,7 +102,7 @@ def test_prefiltered_equals_dense(case: dict) -> None:
 @given(cases())
 def test_prefiltered_equals_dense_on_decoded_outputs(case: dict) -> None:
     """`decoded` export outputs: softmax scores and xyxy boxes go in directly (filter on probabilities)."""
-    from ssdtrt.codec import decode
+    from ssdtrt.core.codec import decode
 
     probs = torch.softmax(case["logits"], -1)
     boxes = decode(case["locs"], case["priors"])

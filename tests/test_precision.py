@@ -11,12 +11,12 @@ import torch
 from onnx import numpy_helper
 
 from ssdtrt.data import open_dataset
-from ssdtrt.errors import ExportError
+from ssdtrt.core.errors import ExportError
 from ssdtrt.export.calibration import CalibrationConfig
 from ssdtrt.export.lint import lint_onnx
 from ssdtrt.export.onnx_export import export_model
 from ssdtrt.model.ssd import build_model
-from ssdtrt.preprocess import preprocess_images
+from ssdtrt.preprocess.host import preprocess_images
 from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 
@@ -34,8 +34,8 @@ def batch(model) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def torch_decoded(model, batch) -> dict[str, np.ndarray]:
-    from ssdtrt.codec import decode
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.core.codec import decode
+    from ssdtrt.core.priors import default_boxes
 
     with torch.no_grad():
         locs, logits = model(torch.from_numpy(batch))

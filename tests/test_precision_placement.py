@@ -17,7 +17,7 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 import ssdtrt.export.precision as precision
-from ssdtrt.config import get_preset
+from ssdtrt.core.config import get_preset
 from ssdtrt.export.calibration import CalibrationConfig
 from ssdtrt.export.graph_regions import GraphIndex, head_concats
 from ssdtrt.export.lint import lint_onnx
@@ -181,7 +181,7 @@ def test_without_the_residual_pass_lint_names_the_downsample_add(tiny, tmp_path,
 def test_cli_int8_float_choice_reaches_the_graph(tmp_path, monkeypatch) -> None:
     """`ssdtrt export --precision int8 --int8-float fp32|fp16`: manifest and Q/DQ scale types follow; bad value exits."""
     import ssdtrt.cli.app as cli
-    from ssdtrt.manifest import read_manifest
+    from ssdtrt.core.manifest import read_manifest
     from ssdtrt.model.checkpoint import save_checkpoint
     from ssdtrt.model.ssd import build_model
 

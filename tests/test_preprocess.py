@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision.transforms import functional as F
 
-from ssdtrt.config import Preprocess, get_preset
-from ssdtrt.preprocess import normalize_batch, preprocess_images
+from ssdtrt.core.config import Preprocess, get_preset
+from ssdtrt.preprocess.host import normalize_batch, preprocess_images
 
 
 @pytest.mark.parametrize("order", ["RGB", "BGR"])

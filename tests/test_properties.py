@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ssdtrt.config import PriorSpec
-from ssdtrt.errors import ImageReadError
-from ssdtrt.imageio import decode_image
-from ssdtrt.postprocess_numpy import postprocess_numpy
-from ssdtrt.priors import priors_cxcywh
+from ssdtrt.core.config import PriorSpec
+from ssdtrt.core.errors import ImageReadError
+from ssdtrt.io.images import decode_image
+from ssdtrt.postprocess.host_numpy import postprocess_numpy
+from ssdtrt.core.priors import priors_cxcywh
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -32,8 +32,8 @@ torchvision = pytest.importorskip("torchvision")
 from torchvision.models.detection import _utils as det_utils  # noqa: E402
 from torchvision.models.detection.ssd import SSD  # noqa: E402
 
-from ssdtrt.codec import decode, encode  # noqa: E402
-from ssdtrt.postprocess import postprocess  # noqa: E402
+from ssdtrt.core.codec import decode, encode  # noqa: E402
+from ssdtrt.postprocess.host_torch import postprocess  # noqa: E402
 
 PROFILE = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow])

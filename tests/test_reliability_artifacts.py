@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ssdtrt.errors import ManifestError
-from ssdtrt.manifest import (
+from ssdtrt.core.errors import ManifestError
+from ssdtrt.core.manifest import (
     UnverifiedArtifactWarning,
     read_manifest,
     stamp_artifact,
@@ -295,7 +295,7 @@ class _Stop(Exception):
 
 def test_serve_no_verify_reaches_every_instance_detector(small_raw_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pytriton")
-    import ssdtrt.pipeline
+    import ssdtrt.inference.detector
     import ssdtrt.serve.pytriton_app as app
     from ssdtrt.cli.app import main
 
@@ -313,7 +313,7 @@ def test_serve_no_verify_reaches_every_instance_detector(small_raw_onnx: Path, m
         if len(opened) == 2:
             raise _Stop
 
-    monkeypatch.setattr(ssdtrt.pipeline, "Detector", fake_detector)
+    monkeypatch.setattr(ssdtrt.inference.detector, "Detector", fake_detector)
     with pytest.raises(_Stop):
         app.serve(small_raw_onnx, app.ServeSettings(instances=2, verify_hash=False))
     assert [o["verify_hash"] for o in opened] == [False, False]
@@ -338,7 +338,7 @@ def test_export_triton_refuses_a_corrupted_model_and_passes_no_verify_on(
     assert 'key: "verify_hash"' in config and 'string_value: "0"' in config.split('key: "verify_hash"')[1][:80]
     # the python detector model Triton loads passes it to its Detector (Triton's python-backend module stubbed)
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
-    import ssdtrt.pipeline
+    import ssdtrt.inference.detector
 
     opened: list[dict] = []
 
@@ -346,7 +346,7 @@ def test_export_triton_refuses_a_corrupted_model_and_passes_no_verify_on(
         opened.append(kwargs)
         raise _Stop
 
-    monkeypatch.setattr(ssdtrt.pipeline, "Detector", fake_detector)
+    monkeypatch.setattr(ssdtrt.inference.detector, "Detector", fake_detector)
     version = tmp_path / "repo" / "ssd_detector" / "1"
     spec = importlib.util.spec_from_file_location("ssdtrt_test_detector_model", version / "model.py")
     module = importlib.util.module_from_spec(spec)
@@ -370,7 +370,7 @@ def test_bench_serve_refuses_a_corrupted_model_and_passes_no_verify_on(
     pytest.importorskip("pytriton")
     import ssdtrt.serve.tritonserver as tritonserver
     from ssdtrt.cli.app import main
-    from ssdtrt.errors import SSDTRTError
+    from ssdtrt.core.errors import SSDTRTError
 
     model = corrupted_copy(small_raw_onnx, tmp_path / "m")
     started: list[tuple[str, ...]] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ssdtrt.demo import GUARD_WARNING, DemoSettings, _reusable_checkpoint, _train
+from ssdtrt.demo.job import GUARD_WARNING, DemoSettings, _reusable_checkpoint, _train
 
 torch = pytest.importorskip("torch")
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ssdtrt.errors import ManifestError
-from ssdtrt.manifest import read_manifest, verify_artifact
+from ssdtrt.core.errors import ManifestError
+from ssdtrt.core.manifest import read_manifest, verify_artifact
 
 torch = pytest.importorskip("torch")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssdtrt.errors import BackendUnavailableError, CheckpointError, ManifestError
-from ssdtrt.manifest import Manifest, read_manifest, stamp_artifact, write_manifest
+from ssdtrt.core.errors import BackendUnavailableError, CheckpointError, ManifestError
+from ssdtrt.core.manifest import Manifest, read_manifest, stamp_artifact, write_manifest
 from ssdtrt.runtime import available_backends, backend_for, open_runner
 
 torch = pytest.importorskip("torch")
@@ -121,8 +121,8 @@ import sys
 sys.modules['torch'] = None  # any 'import torch' now fails
 import numpy as np
 from ssdtrt.runtime import open_runner, available_backends
-from ssdtrt.postprocess_numpy import postprocess_numpy
-from ssdtrt.priors import default_boxes
+from ssdtrt.postprocess.host_numpy import postprocess_numpy
+from ssdtrt.core.priors import default_boxes
 x = np.random.default_rng(0).standard_normal((2, 3, 160, 160)).astype(np.float32)
 backends = ['onnxruntime'] + (['openvino'] if available_backends()['openvino'] is None else [])
 for backend in backends:
@@ -140,8 +140,8 @@ print('ok', backends)
 
 @pytest.mark.cuda
 def test_torch_postprocess_on_cuda_matches_cpu() -> None:
-    from ssdtrt.postprocess import postprocess
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.postprocess.host_torch import postprocess
+    from ssdtrt.core.priors import default_boxes
 
     priors = default_boxes("ssd300-vgg16")
     g = torch.Generator().manual_seed(0)

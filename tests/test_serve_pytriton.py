@@ -21,7 +21,7 @@ grpcclient = pytest.importorskip("tritonclient.grpc")
 from serve_helpers import as_dict, assert_same, batch_sizes, encoded_images, reference, request  # noqa: E402
 from serve_helpers import assert_http_grpc_parity  # noqa: E402
 
-from ssdtrt.manifest import read_manifest  # noqa: E402
+from ssdtrt.core.manifest import read_manifest  # noqa: E402
 from ssdtrt.serve import contract  # noqa: E402
 from ssdtrt.serve.tritonserver import ServeProcess  # noqa: E402
 

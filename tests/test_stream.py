@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ssdtrt.errors import ImageReadError
-from ssdtrt.pipeline import Detector
+from ssdtrt.core.errors import ImageReadError
+from ssdtrt.inference.detector import Detector
 from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 
@@ -46,7 +46,7 @@ def _same(a, b) -> bool:  # noqa: ANN001 - two Detections
 
 def _sequential(detector: Detector, sources: list[Path]) -> list[tuple[str, object]]:
     """The independent reference: read every input with imageio, then `detect` one stage after another."""
-    from ssdtrt.imageio import iter_inputs
+    from ssdtrt.io.images import iter_inputs
 
     items = [it for it in iter_inputs([str(p) for p in sources]) if it.ok]
     dets = detector.detect([it.image_rgb for it in items])

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssdtrt.errors import BackendUnavailableError, EngineBuildError, IncompatibleEngineError, ManifestError
-from ssdtrt.manifest import manifest_path_for, read_manifest, stamp_artifact, write_artifact_with_manifest, write_manifest
+from ssdtrt.core.errors import BackendUnavailableError, EngineBuildError, IncompatibleEngineError, ManifestError
+from ssdtrt.core.manifest import manifest_path_for, read_manifest, stamp_artifact, write_artifact_with_manifest, write_manifest
 from ssdtrt.runtime import available_backends
 from ssdtrt.runtime.cuda_buffers import GpuInfo, driver_mismatch_message, host_array_at
 from ssdtrt.runtime.tensorrt_rules import (
@@ -302,8 +302,8 @@ def test_engine_matches_onnxruntime(plan: Path, small_raw_onnx: Path) -> None:
 @pytest.mark.cuda
 def test_torch_buffers_zero_copy_and_gpu_postprocess(plan: Path) -> None:
     torch = torch_cuda()
-    from ssdtrt.postprocess import postprocess
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.postprocess.host_torch import postprocess
+    from ssdtrt.core.priors import default_boxes
     from ssdtrt.runtime.tensorrt_runner import TensorRTRunner
 
     x = np.random.default_rng(1).standard_normal((2, 3, 160, 160)).astype(np.float32)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ssdtrt.threads import background_iter
+from ssdtrt.core.threads import background_iter
 
 
 def _alive(name: str) -> bool:

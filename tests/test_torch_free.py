@@ -1,6 +1,6 @@
 """The deployment path works with torch absent: a subprocess blocks `import torch` and runs the runtime, the numpy
 postprocess, the Detector pipeline and `ssdtrt detect` on ONNX models exported here (with torch), then the results
-are compared to the torch model + `ssdtrt.postprocess` computed in this process.
+are compared to the torch model + `ssdtrt.postprocess.host_torch` computed in this process.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ for _m in [m for m in sys.modules if m == "torch" or m.startswith(("torch.", "to
 CHILD = """
 import json, sys
 import cv2, numpy as np
-from ssdtrt.pipeline import Detector
-from ssdtrt.postprocess_numpy import postprocess_numpy
+from ssdtrt.inference.detector import Detector
+from ssdtrt.postprocess.host_numpy import postprocess_numpy
 from ssdtrt.runtime import open_runner
 from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
-from ssdtrt.imageio import read_image
-import ssdtrt.visualize, ssdtrt.cocojson, ssdtrt.manifest, ssdtrt.preprocess, ssdtrt.priors, ssdtrt.config
+from ssdtrt.io.images import read_image
+import ssdtrt.io.draw, ssdtrt.io.cocojson, ssdtrt.core.manifest, ssdtrt.preprocess.host, ssdtrt.core.priors, ssdtrt.core.config
 
 try:
     import torch  # noqa: F401
@@ -95,9 +95,9 @@ def write_images(folder: Path) -> list[Path]:
 
 
 def torch_reference(model: torch.nn.Module, images: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    from ssdtrt.postprocess import postprocess_spec
-    from ssdtrt.preprocess import preprocess_images
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.postprocess.host_torch import postprocess_spec
+    from ssdtrt.preprocess.host import preprocess_images
+    from ssdtrt.core.priors import default_boxes
 
     with torch.no_grad():
         locs, logits = model(torch.from_numpy(preprocess_images(images, model.spec.preprocess)))
@@ -125,7 +125,7 @@ def test_pipeline_and_cli_without_torch(exported: tuple[torch.nn.Module, dict[st
     assert result["cli_exit"] == 0
     assert (out_dir / "detections.json").is_file() and (out_dir / "img0.png").is_file()
 
-    from ssdtrt.imageio import read_image
+    from ssdtrt.io.images import read_image
 
     images = [read_image(p) for p in image_paths]
     ref = torch_reference(model, images)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from ssdtrt.train import TrainConfig, lr_at, train
+from ssdtrt.train.loop import TrainConfig, lr_at, train
 
 TINY = dict(preset="ssd-small", data="synthetic", train_size=32, batch_size=8, eval_limit=8, augment="light",
             workers=0, threads=1, lr=5e-3)
@@ -74,7 +74,7 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path) -> None:
 
 
 def test_resume_rejects_another_preset(tmp_path: Path) -> None:
-    from ssdtrt.errors import CheckpointError
+    from ssdtrt.core.errors import CheckpointError
 
     train(TrainConfig(out_dir=str(tmp_path), epochs=1, **{**TINY, "train_size": 8}))
     cfg = TrainConfig(out_dir=str(tmp_path), epochs=1, resume=True, **{**TINY, "preset": "ssd300-vgg16"})

@@ -16,13 +16,13 @@ torchvision = pytest.importorskip("torchvision")
 
 import seed000_reference as seed000  # noqa: E402
 
-from ssdtrt.boxes import cxcywh_to_xyxy  # noqa: E402
-from ssdtrt.config import get_preset  # noqa: E402
-from ssdtrt.errors import CheckpointError, ClassCountMismatchError  # noqa: E402
+from ssdtrt.core.boxes import cxcywh_to_xyxy  # noqa: E402
+from ssdtrt.core.config import get_preset  # noqa: E402
+from ssdtrt.core.errors import CheckpointError, ClassCountMismatchError  # noqa: E402
 from ssdtrt.model.checkpoint import load_model  # noqa: E402
 from ssdtrt.model.weights import UnknownWeightsSourceError, convert_weights, import_weights  # noqa: E402
-from ssdtrt.postprocess import postprocess_spec  # noqa: E402
-from ssdtrt.priors import default_boxes  # noqa: E402
+from ssdtrt.postprocess.host_torch import postprocess_spec  # noqa: E402
+from ssdtrt.core.priors import default_boxes  # noqa: E402
 
 HEAD_ATOL = 1e-4
 
@@ -270,7 +270,7 @@ def test_init_weights_score_candidates_give_a_detector_like_score_count(tmp_path
     from ssdtrt.cli.app import main
     from ssdtrt.compare import load_images
     from ssdtrt.model.checkpoint import load_model
-    from ssdtrt.preprocess import preprocess_images
+    from ssdtrt.preprocess.host import preprocess_images
 
     plain, calibrated = tmp_path / "plain.pt", tmp_path / "cal.pt"
     assert main(["init-weights", "--preset", "ssd-small", "--out", str(plain), "--score-candidates", "0"]) == 0

@@ -88,7 +88,7 @@ def torch_cuda_missing() -> str | None:
 
 
 def cuda_python_missing() -> str | None:
-    from ssdtrt.errors import SSDTRTError
+    from ssdtrt.core.errors import SSDTRTError
     from ssdtrt.runtime.cuda_buffers import cuda_call, import_cudart
 
     try:
@@ -100,7 +100,7 @@ def cuda_python_missing() -> str | None:
 
 
 def tensorrt_missing() -> str | None:
-    from ssdtrt.errors import SSDTRTError
+    from ssdtrt.core.errors import SSDTRTError
     from ssdtrt.runtime.tensorrt_runner import import_tensorrt
 
     try:
@@ -354,7 +354,7 @@ class GpuCheck:
 
 
 def read_input_hw(onnx_path: Path) -> tuple[int, int]:
-    from ssdtrt.manifest import read_manifest
+    from ssdtrt.core.manifest import read_manifest
 
     shape = read_manifest(onnx_path).inputs[0].shape
     return int(shape[2]), int(shape[3])

@@ -91,7 +91,7 @@ def export_variant(model: Any, flow: str, precision: str, mode: str, tensors: np
                    out: Path, method: str) -> tuple[Path, float]:
     """Export one variant to `out` (+ manifest); returns the path and the wall time of the whole export."""
     from ssdtrt.export.onnx_export import build_manifest, export_body, export_model, finish_graph, save_onnx
-    from ssdtrt.manifest import write_manifest
+    from ssdtrt.core.manifest import write_manifest
 
     t0 = time.perf_counter()
     if flow == "ssdtrt":
@@ -125,7 +125,7 @@ def main() -> None:
     from ssdtrt.data import open_dataset
     from ssdtrt.evaluate import evaluate
     from ssdtrt.export.calibration import CalibrationConfig, calibration_tensors
-    from ssdtrt.fileio import atomic_write_json, atomic_write_text, sha256_file
+    from ssdtrt.io.files import atomic_write_json, atomic_write_text, sha256_file
     from ssdtrt.model.checkpoint import load_model
     from ssdtrt.model.ssd import build_model
     from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn

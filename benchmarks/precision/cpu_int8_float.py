@@ -45,9 +45,9 @@ def main() -> None:
     from ssdtrt.engines.openvino_builder import build_openvino
     from ssdtrt.export.calibration import CalibrationConfig
     from ssdtrt.export.onnx_export import export_checkpoint
-    from ssdtrt.fileio import atomic_write_json, atomic_write_text
+    from ssdtrt.io.files import atomic_write_json, atomic_write_text
     from ssdtrt.model.checkpoint import load_model
-    from ssdtrt.preprocess import preprocess_images
+    from ssdtrt.preprocess.host import preprocess_images
     from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
     from ssdtrt.runtime.openvino_runner import OpenVINORunner
 

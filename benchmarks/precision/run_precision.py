@@ -34,7 +34,7 @@ def main() -> None:
     from ssdtrt.export.calibration import CalibrationConfig, cache_dir_for
     from ssdtrt.export.lint import lint_onnx
     from ssdtrt.export.onnx_export import export_checkpoint
-    from ssdtrt.fileio import atomic_write_json, atomic_write_text, sha256_file
+    from ssdtrt.io.files import atomic_write_json, atomic_write_text, sha256_file
     from ssdtrt.model.checkpoint import load_model
     from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn
 

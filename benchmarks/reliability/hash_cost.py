@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ssdtrt.config import get_preset
-from ssdtrt.manifest import Manifest, TensorInfo, stamp_artifact, verify_artifact
+from ssdtrt.core.config import get_preset
+from ssdtrt.core.manifest import Manifest, TensorInfo, stamp_artifact, verify_artifact
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-from ssdtrt.train import TrainConfig, train
+from ssdtrt.train.loop import TrainConfig, train
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ssdtrt.pipeline import Detector
+from ssdtrt.inference.detector import Detector
 from ssdtrt.runtime import backend_for
 from ssdtrt.stream import throughput_runner_options
 from ssdtrt.stream.pipeline import PROBE_REQUESTS, auto_batch

@@ -30,9 +30,9 @@ def median_ms(fn, n: int = 50) -> float:  # noqa: ANN001
     return float(np.median(samples) * 1e3)
 
 
-def load_baseline(commit: str, module_path: str = "ssdtrt/postprocess_numpy.py"):  # noqa: ANN201
+def load_baseline(commit: str, module_path: str = "ssdtrt/postprocess/host_numpy.py"):  # noqa: ANN201
     """The module at `module_path` as it was at `commit` (git show), imported under another name (also used by
-    profile_postprocess_torch.py for ssdtrt/postprocess.py)."""
+    profile_postprocess_torch.py for ssdtrt/postprocess/host_torch.py)."""
     import importlib.util
     import subprocess
     import tempfile
@@ -63,9 +63,9 @@ def main() -> None:
     parser.add_argument("--image-size", default="480x640")
     parser.add_argument("--baseline", default="405a8fd")
     args = parser.parse_args()
-    import ssdtrt.postprocess_numpy as pn
+    import ssdtrt.postprocess.host_numpy as pn
     from ssdtrt.compare import load_images
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     h, w = (int(v) for v in args.image_size.split("x"))
     image = cv2.resize(load_images("synthetic", 1)[0], (w, h))
@@ -80,7 +80,7 @@ def main() -> None:
         print(f"{args.model.name}: heads {logits.shape}, settings {s}")
         print(f"candidates (score > {s.score_threshold}): {int((probs > s.score_threshold).sum())}; rows passing the "
               f"pre-filter: {'dense path' if rows is None else rows.size}; detections: {len(run()[0])}")
-        import ssdtrt.pipeline as pipeline
+        import ssdtrt.inference.detector as pipeline
 
         baseline = load_baseline(args.baseline)
         current = pipeline.postprocess_numpy

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/throughput/profile_postprocess_torch.py [--baseline 405a8fd] [--rounds 5]
 
-"Before" is `ssdtrt/postprocess.py` as it was at BASELINE (git show, imported under another name), "after" is the
+"Before" is `ssdtrt/postprocess/host_torch.py` as it was at BASELINE (git show, imported under another name), "after" is the
 current module. Heads: (a) SSD300-ResNet50 [1, 8732, 81] with about 1,000 and 8,000 (prior, class) scores above
 the preset's 0.05 threshold (background logit high, chosen entries raised; spread over random priors, and clustered
 on fewer priors as a trained detector's are), with the ssd300-resnet50 preset's PostprocessSpec; (b) the demo's
@@ -22,13 +22,13 @@ import torch
 
 
 def load_baseline(commit: str):  # noqa: ANN201
-    """ssdtrt/postprocess.py as it was at `commit` (the numpy profile's loader, pointed at the torch module)."""
+    """ssdtrt/postprocess/host_torch.py as it was at `commit` (the numpy profile's loader, pointed at the torch module)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from profile_postprocess import load_baseline as load_module_at
 
-    return load_module_at(commit, "ssdtrt/postprocess.py")
+    return load_module_at(commit, "ssdtrt/postprocess/host_torch.py")
 
 
 def heads(n: int, p: int, c: int, candidates: int, rows_per_image: int | None, seed: int) -> tuple:
@@ -75,9 +75,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    import ssdtrt.postprocess as after
-    from ssdtrt.config import get_preset
-    from ssdtrt.priors import default_boxes
+    import ssdtrt.postprocess.host_torch as after
+    from ssdtrt.core.config import get_preset
+    from ssdtrt.core.priors import default_boxes
 
     before = load_baseline(args.baseline)
     r50, small = get_preset("ssd300-resnet50"), get_preset("ssd-small")

@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     from ssdtrt.bench.throughput import ThroughputSettings, bare_run, bench_images, pipeline_run
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
     from ssdtrt.runtime import backend_for
     from ssdtrt.stream import StreamSettings, throughput_runner_options
     from ssdtrt.stream.pipeline import resolved

@@ -47,7 +47,7 @@ def write_video(path: Path, frames: int) -> Path:
 
 
 def run(detector, sources, marks: tuple[int, ...]) -> dict[str, float]:  # noqa: ANN001
-    from ssdtrt.stream.outputs import DetectOutputs
+    from ssdtrt.io.outputs import DetectOutputs
 
     sink = DetectOutputs(out=Path(os.devnull), write_images=False, report=lambda msg: None)
     samples: dict[str, float] = {}
@@ -69,8 +69,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=3_000)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("rss.json"))
     args = parser.parse_args()
-    from ssdtrt.imageio import expand_inputs
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.io.images import expand_inputs
+    from ssdtrt.inference.detector import Detector
     from ssdtrt.runtime import backend_for
     from ssdtrt.stream import throughput_runner_options
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import ManifestError, SSDTRTError
+from ssdtrt.core.errors import ManifestError, SSDTRTError
 
 STAGES = ("preprocess", "h2d", "inference", "d2h", "postprocess")
 PRECISION_ALIASES = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16", "i8": "int8"}
@@ -157,7 +157,7 @@ def plan_variants(
     TensorRT plan → tensorrt. Raises ManifestError for an unreadable or unknown artifact, or one that is not the
     file its manifest describes (size, and sha256 unless `verify_hash` is False): one line naming both.
     """
-    from ssdtrt.manifest import read_manifest, verify_artifact
+    from ssdtrt.core.manifest import read_manifest, verify_artifact
     from ssdtrt.runtime import artifact_and_kind, normalize_backend
 
     wanted_backends = {normalize_backend(b) for b in backends} if backends else None
@@ -226,7 +226,7 @@ def measure(
 
     The variant comes from `plan_variants`, which checked the artifact against its manifest (sha256 unless
     `settings.verify_hash` is False): the runner re-checks only the size, so a model is hashed once, not per variant."""
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     torch_threads = _set_torch_threads(settings.threads) if variant.backend == "torch" else None
     try:

@@ -105,7 +105,7 @@ def plot(report: dict[str, Any], out: str | os.PathLike[str], title: str = "ssdt
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ssdtrt.fileio import atomic_write_bytes
+    from ssdtrt.io.files import atomic_write_bytes
 
     results = report["results"]
     batch_sizes = sorted({r["batch_size"] for r in results})

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from ssdtrt.bench.postprocess_cases import HeadsCase, take_batch
-from ssdtrt.config import PostprocessSpec
-from ssdtrt.detections import Detections
-from ssdtrt.errors import ParityError
+from ssdtrt.core.config import PostprocessSpec
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import ParityError
 
 #: torchvision's ssd300_vgg16 defaults (score_thresh, nms_thresh, topk_candidates, detections_per_img).
 TORCHVISION_SETTINGS = PostprocessSpec(0.01, 0.45, 400, 200, 0.0)
@@ -91,7 +91,7 @@ def _torchvision_fn(case: HeadsCase, spec: PostprocessSpec, device: str) -> Call
     from torchvision.models.detection._utils import BoxCoder
     from torchvision.models.detection.ssd import SSD
 
-    from ssdtrt.boxes import cxcywh_to_xyxy
+    from ssdtrt.core.boxes import cxcywh_to_xyxy
 
     h, w = case.image_hw
     scale = torch.tensor([w, h, w, h], dtype=torch.float32)
@@ -134,8 +134,8 @@ def implementations(case: HeadsCase, spec: PostprocessSpec, *, cuda: bool | None
     """
     import torch
 
-    from ssdtrt.postprocess import postprocess
-    from ssdtrt.postprocess_numpy import postprocess_numpy
+    from ssdtrt.postprocess.host_torch import postprocess
+    from ssdtrt.postprocess.host_numpy import postprocess_numpy
 
     kwargs = dict(spec.as_kwargs(), variances=case.variances)
     locs_t, logits_t = torch.from_numpy(case.locs), torch.from_numpy(case.logits)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ssdtrt.config import VARIANCES, PostprocessSpec, get_preset
+from ssdtrt.core.config import VARIANCES, PostprocessSpec, get_preset
 
 #: Case names in report order.
 CASE_NAMES = ("trained", "stress", "random")
@@ -63,7 +63,7 @@ def take_batch(case: HeadsCase, batch: int) -> HeadsCase:
 def random_case(batch: int, *, preset: str = "ssd300-resnet50", num_classes: int | None = None, seed: int = 0) -> HeadsCase:
     """N(0, 0.5) offsets and N(0, 1) logits with the background raised by RANDOM_BACKGROUND_SHIFT (few candidates)."""
     spec = get_preset(preset)
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.core.priors import default_boxes
 
     priors = default_boxes(spec)
     c = num_classes or spec.default_num_classes
@@ -84,8 +84,8 @@ def stress_case(batch: int, *, preset: str = "ssd300-resnet50", num_classes: int
     cap of 400. Each prior regresses onto a jittered copy of the cluster box nearest to it (see STRESS_GRID).
     """
     spec = get_preset(preset)
-    from ssdtrt.codec import encode
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.core.codec import encode
+    from ssdtrt.core.priors import default_boxes
 
     priors = default_boxes(spec)
     c = num_classes or spec.default_num_classes
@@ -122,15 +122,15 @@ def trained_case(
 
     from ssdtrt.data import open_dataset
     from ssdtrt.model.checkpoint import load_model
-    from ssdtrt.preprocess import preprocess_images
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.preprocess.host import preprocess_images
+    from ssdtrt.core.priors import default_boxes
 
     model = load_model(checkpoint, "cpu")
     spec = model.spec
     ds = open_dataset(data, split)
     n = min(max_images, len(ds))
     if n == 0:
-        from ssdtrt.errors import DatasetError
+        from ssdtrt.core.errors import DatasetError
 
         raise DatasetError(f"dataset {data!r} ({split}) has no images")
     locs_parts, logits_parts = [], []

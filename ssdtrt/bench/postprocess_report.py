@@ -95,7 +95,7 @@ def plot(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ssdtrt.fileio import atomic_path
+    from ssdtrt.io.files import atomic_path
 
     results = report["results"]
     groups = list(dict.fromkeys((r["case"], r["batch"]) for r in results))

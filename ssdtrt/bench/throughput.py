@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import SSDTRTError
+from ssdtrt.core.errors import SSDTRTError
 
 #: called with (model label, phase, seconds elapsed in the phase, planned seconds)
 Progress = Callable[[str, str, float, float], None]
@@ -126,7 +126,7 @@ def bench_throughput(
 def measure_model(
     model: Path, images: Sequence[np.ndarray], settings: ThroughputSettings, progress: Progress | None = None
 ) -> ThroughputResult:
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
     from ssdtrt.runtime import backend_for
     from ssdtrt.stream import StreamSettings, throughput_runner_options
     from ssdtrt.stream.pipeline import resolved
@@ -282,7 +282,7 @@ def sequential_run(
     model: Path, backend: str, images: Sequence[np.ndarray], settings: ThroughputSettings, tick: Any
 ) -> float:
     """Images/s of `Detector.detect` batch after batch on a latency-mode runner (the `detect --sequential` path)."""
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     bs = settings.sequential_batch
     chunks = [[images[(i * bs + j) % len(images)] for j in range(bs)] for i in range(max(1, len(images) // bs))]

@@ -81,7 +81,7 @@ def plot(report: dict[str, Any], out: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ssdtrt.fileio import atomic_path
+    from ssdtrt.io.files import atomic_path
 
     results = report["results"]
     labels = [r["label"] for r in results]

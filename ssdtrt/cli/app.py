@@ -41,7 +41,7 @@ def _one_line_warnings() -> None:
     """ssdtrt's own warnings (e.g. an unverifiable older manifest) as one `warning: ...` line, like errors."""
     import warnings
 
-    from ssdtrt.manifest import UnverifiedArtifactWarning
+    from ssdtrt.core.manifest import UnverifiedArtifactWarning
 
     default = warnings.formatwarning
 
@@ -55,7 +55,7 @@ def _one_line_warnings() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 1 failure, 2 usage / missing backend)."""
-    from ssdtrt.errors import SSDTRTError
+    from ssdtrt.core.errors import SSDTRTError
 
     try:
         import click

@@ -81,8 +81,8 @@ def latency_cmd(
     from ssdtrt.bench.latency_report import markdown, plot, rich_table
     from ssdtrt.bench.machine import cpu_caveats
     from ssdtrt.cli.common import console
-    from ssdtrt.errors import SSDTRTError
-    from ssdtrt.fileio import atomic_write_json, atomic_write_text
+    from ssdtrt.core.errors import SSDTRTError
+    from ssdtrt.io.files import atomic_write_json, atomic_write_text
 
     con, err = console(), console(stderr=True)
     settings = LatencySettings(

@@ -59,9 +59,9 @@ def postprocess_cmd(
     from ssdtrt.bench.postprocess_report import markdown, plot, rich_table
     from ssdtrt.cli.bench import _csv_ints
     from ssdtrt.cli.common import console
-    from ssdtrt.config import get_preset
-    from ssdtrt.errors import CheckpointError
-    from ssdtrt.fileio import atomic_write_json, atomic_write_text
+    from ssdtrt.core.config import get_preset
+    from ssdtrt.core.errors import CheckpointError
+    from ssdtrt.io.files import atomic_write_json, atomic_write_text
 
     con, err = console(), console(stderr=True)
     names = _cases(cases)

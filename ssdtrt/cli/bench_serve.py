@@ -46,10 +46,10 @@ def serve_bench_cmd(
     Every level is bounded by --max-requests and --max-seconds. Exit 1 when a request failed or got lost."""
     from ssdtrt.cli.bench import _csv_ints, _size_hw
     from ssdtrt.cli.common import console
-    from ssdtrt.fileio import atomic_write_json, atomic_write_text
-    from ssdtrt.serve.bench_serve import ServeBenchPlan, run_serve_bench
-    from ssdtrt.serve.load import LoadSettings
-    from ssdtrt.serve.load_report import markdown, plot, rich_table
+    from ssdtrt.io.files import atomic_write_json, atomic_write_text
+    from ssdtrt.bench.serve import ServeBenchPlan, run_serve_bench
+    from ssdtrt.bench.serve_load import LoadSettings
+    from ssdtrt.bench.serve_load_report import markdown, plot, rich_table
 
     if sum(x is not None for x in (model, url, repository)) != 1:
         raise typer.BadParameter("give exactly one of MODEL, --url or --repository")

@@ -41,7 +41,7 @@ def throughput_cmd(
     from ssdtrt.bench.throughput_report import markdown, plot, rich_table
     from ssdtrt.cli.bench import _size_hw
     from ssdtrt.cli.common import console
-    from ssdtrt.fileio import atomic_write_json, atomic_write_text
+    from ssdtrt.io.files import atomic_write_json, atomic_write_text
 
     con, err = console(), console(stderr=True)
     settings = ThroughputSettings(

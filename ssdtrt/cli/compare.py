@@ -66,8 +66,8 @@ def compare_cmd(
         load_input_batches,
         save_input_batches,
     )
-    from ssdtrt.errors import ResultsFileError
-    from ssdtrt.fileio import atomic_write_json
+    from ssdtrt.core.errors import ResultsFileError
+    from ssdtrt.io.files import atomic_write_json
 
     con = console()
     sides = [p for p in (a, b) if p is not None]

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         annotated images; write OUT/report.md and OUT/report.json."""
         from dataclasses import replace
 
-        from ssdtrt.demo import DemoSettings, run_demo
+        from ssdtrt.demo.job import DemoSettings, run_demo
 
         settings = replace(DemoSettings(), train_epochs=epochs, guard_minutes=guard_minutes,
                            calib_images=calib_images, bench_iters=bench_iters, reuse_checkpoint=not retrain)

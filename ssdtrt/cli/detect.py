@@ -19,8 +19,8 @@ from ssdtrt.cli.common import NoVerifyOption
 if TYPE_CHECKING:
     import numpy as np
 
-    from ssdtrt.imageio import InputItem
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.io.images import InputItem
+    from ssdtrt.inference.detector import Detector
 
 RESULTS_FILE = "detections.json"
 
@@ -89,7 +89,7 @@ def detect_cmd(
     # FFmpeg logs "moov atom not found" and the like straight to stderr; our one line per bad input says it all.
     # Read when OpenCV opens its first video, so set here (a user's own setting wins).
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    from ssdtrt.imageio import expand_inputs
+    from ssdtrt.io.images import expand_inputs
 
     err_con = console(stderr=True)
     _check_model_path(model)
@@ -103,7 +103,7 @@ def detect_cmd(
     detector = _open_detector(
         model, backend, score_threshold, iou_threshold, max_detections, batch_size or 8, device, options
     )
-    from ssdtrt.stream.outputs import DetectOutputs
+    from ssdtrt.io.outputs import DetectOutputs
 
     sink = DetectOutputs(out=out, write_images=not no_images, write_frames=frames)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ def detect_cmd(
     finally:
         detector.close()
     seconds = time.perf_counter() - start
-    from ssdtrt.cocojson import category_ids_from_manifest, write_coco_results
+    from ssdtrt.io.cocojson import category_ids_from_manifest, write_coco_results
 
     cats = category_ids_from_manifest(detector.manifest)
     if cats is not None:
@@ -146,7 +146,7 @@ def detect_cmd(
 
 
 def _check_model_path(model: Path) -> None:
-    from ssdtrt.errors import CheckpointError, ManifestError
+    from ssdtrt.core.errors import CheckpointError, ManifestError
 
     if not model.exists():
         cls = CheckpointError if model.suffix.lower() in (".pt", ".pth") else ManifestError
@@ -157,7 +157,7 @@ def _runner_options(model: Path, backend: str | None, device: str | None) -> dic
     """`--device` (cpu | cuda[:i]) in each backend's own terms; nothing when not given (the backend's default)."""
     if device is None:
         return {}
-    from ssdtrt.errors import BackendUnavailableError
+    from ssdtrt.core.errors import BackendUnavailableError
     from ssdtrt.runtime import backend_for
 
     device = device.lower()
@@ -191,7 +191,7 @@ def _open_detector(
 ) -> Detector:
     import warnings
 
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -224,7 +224,7 @@ def _progress(con: Any) -> Any:
 
 
 def _estimate_total(sources: list[Any]) -> int | None:
-    from ssdtrt.imageio import video_frame_count
+    from ssdtrt.io.images import video_frame_count
 
     total = 0
     for src in sources:
@@ -244,7 +244,7 @@ def _run_stream(detector: Detector, sources: list[Any], sink: Any, batch_size: i
 
 def _run_sequential(detector: Detector, sources: list[Any], sink: Any, advance: Any) -> None:
     """The one-stage-after-another path (`--sequential`): read ahead in a thread, then detect batch by batch."""
-    from ssdtrt.imageio import iter_inputs, prefetch
+    from ssdtrt.io.images import iter_inputs, prefetch
 
     pending: list[InputItem] = []
 

@@ -44,7 +44,7 @@ def make_predict_fn(model_path: Path, *, device: str = "cpu", batch_size: int = 
 
     from ssdtrt.evaluate import torch_predict_fn
     from ssdtrt.model.checkpoint import load_model
-    from ssdtrt.train import auto_threads
+    from ssdtrt.train.loop import auto_threads
 
     if device == "cpu":
         torch.set_num_threads(auto_threads())  # no oversubscription on a shared machine
@@ -68,7 +68,7 @@ def eval_cmd(
     """Score a model: COCO mAP@[.5:.95], mAP@.5 (pycocotools) and VOC07 11-point AP per class."""
     from ssdtrt.cli.common import console
     from ssdtrt.data import open_dataset
-    from ssdtrt.errors import ClassCountMismatchError
+    from ssdtrt.core.errors import ClassCountMismatchError
 
     dataset = open_dataset(data, split)
     info = make_predict_fn(model, device=device, batch_size=batch_size, verify_hash=not no_verify)
@@ -84,7 +84,7 @@ def eval_cmd(
     result = _run(info, dataset, limit, batch_size)
     _print_table(result, info.description, f"{data} [{split}]")
     if json_path is not None:
-        from ssdtrt.fileio import atomic_write_json
+        from ssdtrt.io.files import atomic_write_json
 
         atomic_write_json(json_path, {"map": result.map, "map50": result.map50, "per_class": result.per_class})
         console().print(f"wrote {json_path}")

@@ -85,7 +85,7 @@ def export_cmd(
 ) -> None:
     """Export a checkpoint to ONNX with a manifest beside it (checked with onnx.checker and strict shape inference)."""
     from ssdtrt.cli.common import console
-    from ssdtrt.errors import ExportError
+    from ssdtrt.core.errors import ExportError
     from ssdtrt.export.calibration import CalibrationConfig, cache_dir_for
     from ssdtrt.export.onnx_export import default_out_path, export_checkpoint
 

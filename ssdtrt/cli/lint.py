@@ -36,7 +36,7 @@ def lint_cmd(
 
     from ssdtrt.cli.common import console
     from ssdtrt.export.lint import lint_onnx
-    from ssdtrt.fileio import atomic_write_json
+    from ssdtrt.io.files import atomic_write_json
 
     report = lint_onnx(model, trt_major=int(trt.value))
     con = console()

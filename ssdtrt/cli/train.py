@@ -46,15 +46,15 @@ def train_cmd(
     ] = None,
 ) -> None:
     """Train an SSD preset; writes OUT/last.pt, OUT/best.pt (by val mAP) and OUT/metrics.json."""
-    from ssdtrt.config import get_preset
-    from ssdtrt.errors import SSDTRTError
+    from ssdtrt.core.config import get_preset
+    from ssdtrt.core.errors import SSDTRTError
 
     get_preset(preset)  # unknown preset: one line before torch is imported
     if epochs is None and max_minutes is None:
         raise SSDTRTError("train: give --epochs N or --max-minutes M (or both)")
     if resume and not (out / "last.pt").exists():
         raise SSDTRTError(f"train --resume: {out / 'last.pt'} does not exist")
-    from ssdtrt.train import TrainConfig, train
+    from ssdtrt.train.loop import TrainConfig, train
 
     cfg = TrainConfig(
         preset=preset,

@@ -30,7 +30,7 @@ def init_weights_cmd(
 ) -> None:
     """Write a randomly initialised checkpoint of a preset (for latency benchmarks and smoke tests; no downloads)."""
     from ssdtrt.cli.common import console
-    from ssdtrt.config import get_preset
+    from ssdtrt.core.config import get_preset
 
     get_preset(preset)  # an unknown preset fails here with the list of known ones, before torch is imported
     if score_candidates < 0:
@@ -46,7 +46,7 @@ def init_weights_cmd(
     if score_candidates > 0:
         from ssdtrt.compare import load_images
         from ssdtrt.model.score_prior import calibrate_score_prior
-        from ssdtrt.preprocess import preprocess_images
+        from ssdtrt.preprocess.host import preprocess_images
 
         images = torch.from_numpy(preprocess_images(load_images("synthetic", 4, split="train"), model.spec.preprocess))
         prior = calibrate_score_prior(model, images, score_candidates)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ssdtrt.data.types import DetectionDataset, Sample
-from ssdtrt.errors import DatasetError
+from ssdtrt.core.errors import DatasetError
 
 SPEC_FORMS = "'synthetic', 'voc:PATH' or 'coco:IMAGES_DIR:ANNOTATIONS_JSON'"
 

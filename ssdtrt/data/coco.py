@@ -18,7 +18,7 @@ import numpy as np
 
 from ssdtrt.data.images import read_image_rgb
 from ssdtrt.data.types import DetectionDataset, Sample
-from ssdtrt.errors import DatasetError
+from ssdtrt.core.errors import DatasetError
 
 
 def _load_json(path: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ssdtrt.errors import DatasetError
+from ssdtrt.core.errors import DatasetError
 
 
 def read_image_rgb(path: str | os.PathLike[str]) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ssdtrt.data.types import DetectionDataset
-from ssdtrt.preprocess import normalize_batch
+from ssdtrt.preprocess.host import normalize_batch
 
 #: (image RGB uint8, boxes_xyxy px, labels, rng) -> (image at network size, boxes_xyxy normalized, labels)
 Transform = Callable[
@@ -28,7 +28,7 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 class TorchDetectionDataset:
-    """torch map-style dataset: item i -> (image float32 [3, H, W] normalized exactly as ssdtrt.preprocess,
+    """torch map-style dataset: item i -> (image float32 [3, H, W] normalized exactly as ssdtrt.preprocess.host,
     boxes float32 [K, 4] normalized xyxy, labels int64 [K]).
 
     `transform` is a TrainTransform or EvalTransform; it must have a `spec` (Preprocess) attribute, which fixes the

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ssdtrt.data.types import DetectionDataset, Sample
-from ssdtrt.errors import DatasetError
+from ssdtrt.core.errors import DatasetError
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ssdtrt.boxes import box_iou_xyxy
-from ssdtrt.config import Preprocess
-from ssdtrt.preprocess import resize_rgb
+from ssdtrt.core.boxes import box_iou_xyxy
+from ssdtrt.core.config import Preprocess
+from ssdtrt.preprocess.host import resize_rgb
 
 #: Crop modes of SSD: None keeps the image, a float is the minimum IoU with some kept box, 0.0 is "any crop".
 DEFAULT_CROP_MIN_IOUS: tuple[float | None, ...] = (None, 0.1, 0.3, 0.5, 0.7, 0.9, 0.0)
@@ -257,7 +257,7 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Resize only (ssdtrt.preprocess.resize_rgb, as every runtime does); boxes normalized by the input size.
+    """Resize only (ssdtrt.preprocess.host.resize_rgb, as every runtime does); boxes normalized by the input size.
     `rng` is accepted and ignored so both transforms share one call signature."""
 
     def __init__(self, spec: Preprocess) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ssdtrt.data.images import read_image_rgb
 from ssdtrt.data.types import DetectionDataset, Sample
-from ssdtrt.errors import DatasetError
+from ssdtrt.core.errors import DatasetError
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",

@@ -16,7 +16,7 @@ ENGINE_BACKENDS = ("tensorrt", "openvino")
 
 def build_engine(onnx_path: str | os.PathLike[str], *, backend: str = "tensorrt", **options: Any) -> Any:
     """Dispatch to `build_tensorrt` or `build_openvino` (options as those functions take); an EngineBuildResult."""
-    from ssdtrt.errors import EngineBuildError
+    from ssdtrt.core.errors import EngineBuildError
 
     if backend == "tensorrt":
         from ssdtrt.engines.tensorrt_builder import build_tensorrt

@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.errors import EngineBuildError, ManifestError
-from ssdtrt.fileio import atomic_write_json, commit_pair, sha256_file, staging_dir
-from ssdtrt.manifest import (
+from ssdtrt.core.errors import EngineBuildError, ManifestError
+from ssdtrt.io.files import atomic_write_json, commit_pair, sha256_file, staging_dir
+from ssdtrt.core.manifest import (
     Manifest,
     manifest_path_for,
     read_manifest,

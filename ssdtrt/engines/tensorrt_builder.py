@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ssdtrt.engines.openvino_builder import EngineBuildResult, engine_out_path, read_onnx_manifest
-from ssdtrt.errors import BackendUnavailableError, EngineBuildError
-from ssdtrt.fileio import atomic_write_bytes, sha256_file
-from ssdtrt.manifest import Manifest, tool_versions, write_artifact_with_manifest
+from ssdtrt.core.errors import BackendUnavailableError, EngineBuildError
+from ssdtrt.io.files import atomic_write_bytes, sha256_file
+from ssdtrt.core.manifest import Manifest, tool_versions, write_artifact_with_manifest
 from ssdtrt.runtime.cuda_buffers import gpu_info
 from ssdtrt.runtime.tensorrt_runner import import_tensorrt
 

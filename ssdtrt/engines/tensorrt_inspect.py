@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.errors import IncompatibleEngineError
+from ssdtrt.core.errors import IncompatibleEngineError
 
 # substrings of TensorRT's data-type / format strings -> precision label, most specific first
 _PRECISIONS = (("INT8", "int8"), ("FP8", "fp8"), ("INT4", "int4"), ("BF16", "bf16"), ("FP16", "fp16"),

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.config import Preprocess
-from ssdtrt.errors import DatasetError, ExportError
-from ssdtrt.fileio import atomic_path
+from ssdtrt.core.config import Preprocess
+from ssdtrt.core.errors import DatasetError, ExportError
+from ssdtrt.io.files import atomic_path
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 HIGH_PRECISIONS = ("fp16", "fp32")
@@ -74,7 +74,7 @@ def _data_key(cfg: CalibrationConfig, pre: Preprocess) -> str:
 
 def calibration_tensors(cfg: CalibrationConfig, pre: Preprocess) -> tuple[np.ndarray, dict[str, Any]]:
     """[n, 3, H, W] float32 calibration inputs (from the .npz cache when present) and a description for manifests."""
-    from ssdtrt.preprocess import preprocess_images
+    from ssdtrt.preprocess.host import preprocess_images
 
     key = _data_key(cfg, pre)
     cache = cfg.cache_dir / f"images-{key}.npz" if cfg.cache_dir is not None else None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssdtrt.errors import ManifestError
+from ssdtrt.core.errors import ManifestError
 
 if TYPE_CHECKING:
     import onnx

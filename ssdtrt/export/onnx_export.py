@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssdtrt.config import PostprocessSpec
-from ssdtrt.errors import CheckpointError, ExportError
-from ssdtrt.fileio import atomic_path, sha256_file
-from ssdtrt.manifest import Manifest, TensorInfo, tool_versions, write_artifact_with_manifest
+from ssdtrt.core.config import PostprocessSpec
+from ssdtrt.core.errors import CheckpointError, ExportError
+from ssdtrt.io.files import atomic_path, sha256_file
+from ssdtrt.core.manifest import Manifest, TensorInfo, tool_versions, write_artifact_with_manifest
 
 if TYPE_CHECKING:
     import onnx
@@ -52,7 +52,7 @@ def output_names(mode: str) -> tuple[str, ...]:
     if mode == "decoded":
         return ("boxes", "scores")
     if mode == "nms":
-        from ssdtrt.export.nms_graph import NMS_OUTPUTS
+        from ssdtrt.postprocess.onnx_nms import NMS_OUTPUTS
 
         return NMS_OUTPUTS
     raise ExportError(f"unknown export mode {mode!r}; choose one of: {', '.join(MODES)}")
@@ -92,7 +92,7 @@ def export_body(
     import torch
 
     from ssdtrt.export.wrappers import DecodedHeads, RawHeads
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.core.priors import default_boxes
 
     output_names(mode)  # validates mode
     if opset < MIN_OPSET:
@@ -150,7 +150,7 @@ def finish_graph(
 ) -> onnx.ModelProto:
     """Append the NMS tail for `nms` mode, then run the checker and strict shape inference."""
     if mode == "nms":
-        from ssdtrt.export.nms_graph import append_nms
+        from ssdtrt.postprocess.onnx_nms import append_nms
 
         body = append_nms(
             body, "decoded_boxes", "decoded_scores", num_priors=model.spec.priors.num_priors,
@@ -302,7 +302,7 @@ def export_model(
         raise ExportError(f"{out}: the output file name must end in .onnx")
     settings = postprocess or model.spec.postprocess
     if mode == "nms":  # the graph's explicit per-class candidate cap (TensorRT limits), recorded in the manifest
-        from ssdtrt.export.nms_graph import nms_settings
+        from ssdtrt.postprocess.onnx_nms import nms_settings
 
         try:
             settings = nms_settings(settings, model.spec.priors.num_priors)

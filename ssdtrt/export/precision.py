@@ -6,7 +6,7 @@ round trips) and L2 norms (TensorRT's ReduceL2 squares in the input type; fp16 x
 
 INT8: Q/DQ from onnxruntime.quantization — symmetric int8 activations and weights (zero points 0), per-channel
 weights, biases left float — on Conv/Gemm/MatMul inputs, plus the residual input of every conv-fed Add
-(`residual_qdq`), calibrated on images preprocessed by `ssdtrt.preprocess` (see `calibration`). The float parts
+(`residual_qdq`), calibrated on images preprocessed by `ssdtrt.preprocess.host` (see `calibration`). The float parts
 between are then made fp16 as in the FP16 variant (modelopt's `high_precision_dtype="fp16"`): a DequantizeLinear's
 output takes its scale's type, so fp16 scales (opset 19) give fp16 activations. Both run in ONNX Runtime on CPU.
 """
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssdtrt.config import ModelSpec
-from ssdtrt.errors import ExportError
+from ssdtrt.core.config import ModelSpec
+from ssdtrt.core.errors import ExportError
 from ssdtrt.export.calibration import (
     ArrayCalibrationReader,
     CalibrationConfig,
@@ -33,7 +33,7 @@ from ssdtrt.export.calibration import (
     ranges_cache_path,
 )
 from ssdtrt.export.graph_regions import GraphIndex, norm_nodes, tail_nodes
-from ssdtrt.export.nms_graph import NMS_PREFIX
+from ssdtrt.postprocess.onnx_nms import NMS_PREFIX
 from ssdtrt.export.residual_qdq import quantize_residuals
 
 if TYPE_CHECKING:

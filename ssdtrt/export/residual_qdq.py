@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ssdtrt.errors import ExportError
+from ssdtrt.core.errors import ExportError
 from ssdtrt.export.graph_regions import GraphIndex, residual_input
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Torch modules that give the exported graphs their outputs: `raw` heads or `decoded` boxes + softmax scores.
 
 `decoded` folds the priors in as a constant: boxes are xyxy, normalized and clipped to [0, 1] (exactly the boxes
-`ssdtrt.postprocess` works on), scores are the softmax over all C classes (column 0 = background).
+`ssdtrt.postprocess.host_torch` works on), scores are the softmax over all C classes (column 0 = background).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssdtrt.codec import decode
+from ssdtrt.core.codec import decode
 
 
 class RawHeads(nn.Module):

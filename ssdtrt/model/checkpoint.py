@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ssdtrt.errors import CheckpointError, ClassCountMismatchError
-from ssdtrt.fileio import atomic_path
+from ssdtrt.core.errors import CheckpointError, ClassCountMismatchError
+from ssdtrt.io.files import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -157,7 +157,7 @@ def model_from_checkpoint(
     class_names: Sequence[str] | None = None,
 ) -> SSD:
     """Rebuild the SSD of a validated checkpoint dict and load its weights (strict)."""
-    from ssdtrt.config import ModelSpec
+    from ssdtrt.core.config import ModelSpec
     from ssdtrt.model.ssd import SSD, _count_outputs
 
     try:

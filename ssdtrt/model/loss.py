@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssdtrt.boxes import cxcywh_to_xyxy
-from ssdtrt.codec import encode
-from ssdtrt.config import VARIANCES
+from ssdtrt.core.boxes import cxcywh_to_xyxy
+from ssdtrt.core.codec import encode
+from ssdtrt.core.config import VARIANCES
 
 
 def pad_ground_truth(

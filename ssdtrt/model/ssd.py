@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ssdtrt.config import ModelSpec, resolve_spec
+from ssdtrt.core.config import ModelSpec, resolve_spec
 from ssdtrt.model.backbones import build_backbone
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ssdtrt.errors import CheckpointError, ClassCountMismatchError, SSDTRTError
+from ssdtrt.core.errors import CheckpointError, ClassCountMismatchError, SSDTRTError
 
 if TYPE_CHECKING:
     import torch
@@ -163,7 +163,7 @@ def import_weights(
     `num_classes` (incl. background) other than the source's keeps backbone and box heads and re-initialises the
     classification heads (noted in `notes`). `class_names` must then name num_classes - 1 classes.
     """
-    from ssdtrt.config import get_preset
+    from ssdtrt.core.config import get_preset
     from ssdtrt.model.checkpoint import _load_state
     from ssdtrt.model.ssd import build_model, default_class_names
 
@@ -222,7 +222,7 @@ def convert_weights(
     class_names: Sequence[str] | None = None,
 ) -> ImportResult:
     """`import_weights` and save the result as an ssdtrt checkpoint at `dst` (atomically)."""
-    from ssdtrt.fileio import sha256_file
+    from ssdtrt.io.files import sha256_file
     from ssdtrt.model.checkpoint import save_checkpoint
 
     result = import_weights(src, source, num_classes=num_classes, class_names=class_names)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.errors import ManifestError
+from ssdtrt.core.errors import ManifestError
 from ssdtrt.runtime.base import Runner, TensorMeta
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
@@ -42,7 +42,7 @@ def normalize_backend(backend: str | None) -> str | None:
 
 def artifact_and_kind(path: Path) -> tuple[Path, str]:
     """Resolve a manifest (.json) to its artifact; the kind from the suffix, else from the manifest beside it."""
-    from ssdtrt.manifest import manifest_path_for, read_manifest
+    from ssdtrt.core.manifest import manifest_path_for, read_manifest
 
     if path.suffix == ".json":
         manifest = read_manifest(path)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.manifest import Manifest, verify_artifact
+from ssdtrt.core.manifest import Manifest, verify_artifact
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import BackendUnavailableError, SSDTRTError
+from ssdtrt.core.errors import BackendUnavailableError, SSDTRTError
 
 # One extra per CUDA major: the TensorRT wheel and cuda-python must be linked against the same CUDA runtime major,
 # and the driver must support it (cuda-python 13.x reports cudaErrorInsufficientDriver on a CUDA 12 driver).

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.config import PostprocessSpec
-from ssdtrt.detections import Detections
-from ssdtrt.errors import BackendUnavailableError, ClassCountMismatchError, ManifestError
-from ssdtrt.manifest import Manifest, read_manifest
+from ssdtrt.core.config import PostprocessSpec
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import BackendUnavailableError, ClassCountMismatchError, ManifestError
+from ssdtrt.core.manifest import Manifest, read_manifest
 from ssdtrt.runtime.base import Runner, TensorMeta
 
 _ORT_TYPES = {
@@ -215,7 +215,7 @@ def outputs_to_detections(
         a, b, flags = outputs["locs"], outputs["logits"], {}
     else:
         a, b, flags = outputs["boxes"], outputs["scores"], {"boxes_are_decoded": True, "scores_are_probs": True}
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.core.priors import default_boxes
 
     priors = default_boxes(spec)
     dets = _postprocess_any(a.astype(np.float32), b.astype(np.float32), priors, spec.variances, asdict(settings), flags)
@@ -229,7 +229,7 @@ def _postprocess_any(
     kwargs = {k: settings[k] for k in ("score_threshold", "iou_threshold", "topk_candidates", "max_detections", "min_size")}
     kwargs["candidates_per_class"] = settings.get("candidates_per_class")
     try:
-        from ssdtrt.postprocess_numpy import postprocess_numpy
+        from ssdtrt.postprocess.host_numpy import postprocess_numpy
     except ImportError:
         postprocess_numpy = None
     if postprocess_numpy is not None:
@@ -237,7 +237,7 @@ def _postprocess_any(
         return [d.numpy() for d in dets]
     import torch
 
-    from ssdtrt.postprocess import postprocess
+    from ssdtrt.postprocess.host_torch import postprocess
 
     dets = postprocess(torch.from_numpy(locs), torch.from_numpy(logits), priors, variances=tuple(variances), **kwargs, **flags)
     return [d.numpy() for d in dets]
@@ -264,7 +264,7 @@ def onnx_predict_fn(
 
     `postprocess` overrides the manifest's settings for raw / decoded graphs (an nms graph has them baked in).
     """
-    from ssdtrt.preprocess import preprocess_images
+    from ssdtrt.preprocess.host import preprocess_images
 
     runner = OnnxRuntimeRunner(path, providers=providers, intra_op_threads=intra_op_threads)
     runner.verify_hash = verify_hash  # sha256 of the .onnx against its manifest on activate (Runner.verify_hash)

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import BackendUnavailableError, ClassCountMismatchError, ManifestError
-from ssdtrt.manifest import Manifest, read_manifest
+from ssdtrt.core.errors import BackendUnavailableError, ClassCountMismatchError, ManifestError
+from ssdtrt.core.manifest import Manifest, read_manifest
 from ssdtrt.runtime.base import Runner, TensorMeta
 
 PRECISION_HINTS = ("f32", "bf16")

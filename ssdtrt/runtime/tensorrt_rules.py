@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ssdtrt.errors import IncompatibleEngineError, ManifestError, SSDTRTError
-from ssdtrt.manifest import Manifest
+from ssdtrt.core.errors import IncompatibleEngineError, ManifestError, SSDTRTError
+from ssdtrt.core.manifest import Manifest
 from ssdtrt.runtime.cuda_buffers import GpuInfo
 
 # NvInferRuntime.h, IExecutionContext::setTensorAddress: "The pointer must have at least 256-byte alignment."

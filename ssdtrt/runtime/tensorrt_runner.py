@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import BackendUnavailableError, IncompatibleEngineError, ManifestError
-from ssdtrt.manifest import Manifest, read_manifest
+from ssdtrt.core.errors import BackendUnavailableError, IncompatibleEngineError, ManifestError
+from ssdtrt.core.manifest import Manifest, read_manifest
 from ssdtrt.runtime.base import Runner, TensorMeta
 from ssdtrt.runtime.cuda_buffers import TRT_INSTALL_HINT, GpuInfo, gpu_info
 from ssdtrt.runtime.tensorrt_rules import (  # noqa: F401  (check_engine_compatibility: re-exported)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import BackendUnavailableError
+from ssdtrt.core.errors import BackendUnavailableError
 
 
 def import_torch_cuda() -> Any:

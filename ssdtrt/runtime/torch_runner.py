@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import BackendUnavailableError, CheckpointError
-from ssdtrt.manifest import Manifest, TensorInfo, tool_versions
+from ssdtrt.core.errors import BackendUnavailableError, CheckpointError
+from ssdtrt.core.manifest import Manifest, TensorInfo, tool_versions
 from ssdtrt.runtime.base import Runner, TensorMeta
 
 INPUT_NAME = "images"
@@ -27,7 +27,7 @@ OUTPUT_NAMES = ("locs", "logits")
 
 def checkpoint_manifest(path: Path, model: Any, precision: str = "fp32") -> Manifest:
     """The manifest a raw, dynamic-batch export of this checkpoint would have (kind `checkpoint`)."""
-    from ssdtrt.fileio import sha256_file
+    from ssdtrt.io.files import sha256_file
 
     spec = model.spec
     spec_json = json.loads(json.dumps(spec.to_dict()))  # lists, as a manifest read from disk has them

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssdtrt.detections import Detections
-from ssdtrt.errors import ImageReadError
-from ssdtrt.imageio import decode_image
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import ImageReadError
+from ssdtrt.io.images import decode_image
 
 INPUT_NAME = "image"
 OUTPUTS: tuple[tuple[str, str, str], ...] = (  # name, Triton data type, what the dims are

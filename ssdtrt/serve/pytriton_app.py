@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import BackendUnavailableError
+from ssdtrt.core.errors import BackendUnavailableError
 from ssdtrt.serve import contract
 
 LOG = logging.getLogger("ssdtrt.serve")
@@ -103,7 +103,7 @@ def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: C
         raise BackendUnavailableError(
             f"ssdtrt serve needs PyTriton ({err.name or err}): pip install 'ssdtrt[serve]' (numpy<2 is required by it)"
         ) from None
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     ensure_libpython_on_ld_path()
     detectors = [

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.errors import ManifestError
-from ssdtrt.manifest import Manifest, manifest_path_for, read_manifest, verify_artifact
+from ssdtrt.core.errors import ManifestError
+from ssdtrt.core.manifest import Manifest, manifest_path_for, read_manifest, verify_artifact
 from ssdtrt.serve import contract
 from ssdtrt.serve.repository_readme import repository_readme
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.manifest import Manifest
+from ssdtrt.core.manifest import Manifest
 
 
 def _trtexec(manifest: Manifest, det: str, max_batch: int) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.errors import ManifestError
-from ssdtrt.manifest import Manifest
+from ssdtrt.core.errors import ManifestError
+from ssdtrt.core.manifest import Manifest
 from ssdtrt.runtime.base import Runner, TensorMeta
 
 
@@ -35,7 +35,7 @@ class ManifestRunner(Runner):
 
 def stage_detector(manifest_path: str | Path, settings: dict[str, Any] | None = None) -> Any:
     """A Detector for preprocess/postprocess only, with the repository's postprocess overrides."""
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     data = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
     runner = ManifestRunner(Manifest.from_dict(data, where=str(manifest_path)))

@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ssdtrt.errors import BackendUnavailableError, SSDTRTError
+from ssdtrt.core.errors import BackendUnavailableError, SSDTRTError
 from ssdtrt.serve.pytriton_app import ensure_libpython_on_ld_path
 
 

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssdtrt.detections import Detections
-from ssdtrt.errors import ImageReadError
-from ssdtrt.imageio import InputItem
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import ImageReadError
+from ssdtrt.io.images import InputItem
 from ssdtrt.stream.reader import StreamInput, read_ordered
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
 
 @dataclass

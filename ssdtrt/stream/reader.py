@@ -17,12 +17,12 @@ from typing import Union
 
 import numpy as np
 
-from ssdtrt.errors import ImageReadError
-from ssdtrt.imageio import MAX_IMAGE_PIXELS, InputItem, InputSource, image_item, is_video, source_items, to_rgb8
-from ssdtrt.threads import background_iter
+from ssdtrt.core.errors import ImageReadError
+from ssdtrt.io.images import MAX_IMAGE_PIXELS, InputItem, InputSource, image_item, is_video, source_items, to_rgb8
+from ssdtrt.core.threads import background_iter
 
 #: What a stream accepts per element: a decoded HxWx3 uint8 RGB image, a path to an image or video file, or an
-#: `InputSource` from `ssdtrt.imageio.expand_inputs` (folders and globs already expanded).
+#: `InputSource` from `ssdtrt.io.images.expand_inputs` (folders and globs already expanded).
 StreamInput = Union[np.ndarray, str, "os.PathLike[str]", InputSource]
 
 

@@ -15,7 +15,7 @@ class TritonPythonModel:
     def initialize(self, args):
         params, config = ssdtrt_triton.parameters(args)
         ssdtrt_triton.import_ssdtrt(params)
-        from ssdtrt.pipeline import Detector
+        from ssdtrt.inference.detector import Detector
 
         artifact = os.path.join(ssdtrt_triton.version_dir(args), params["artifact"])
         options = {"verify_hash": params.get("verify_hash", "1") != "0"}  # export-triton --no-verify writes "0"

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.detections import Detections
-from ssdtrt.errors import ManifestError
-from ssdtrt.fileio import atomic_write_json
-from ssdtrt.manifest import Manifest
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import ManifestError
+from ssdtrt.io.files import atomic_write_json
+from ssdtrt.core.manifest import Manifest
 
 #: Decimals kept in the JSON: 1/1000 px for boxes, 1e-5 for scores (parity checks compare well below a pixel).
 BOX_DECIMALS = 3

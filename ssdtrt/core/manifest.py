@@ -22,9 +22,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.config import ModelSpec
-from ssdtrt.errors import ManifestError
-from ssdtrt.fileio import atomic_write_json, sha256_file
+from ssdtrt.core.config import ModelSpec
+from ssdtrt.core.errors import ManifestError
+from ssdtrt.io.files import atomic_write_json, sha256_file
 
 MANIFEST_FORMAT = "ssdtrt-manifest"
 MANIFEST_VERSION = 1
@@ -106,7 +106,7 @@ def write_manifest(artifact: str | Path, manifest: Manifest) -> Path:
 def write_artifact_with_manifest(artifact: str | os.PathLike[str], data: bytes, manifest: Manifest) -> Path:
     """Write `data` to `artifact` and its manifest (stamped with sha256 and size) as one pair (`fileio.commit_pair`):
     a kill at any instant leaves the previous pair, no pair, or this one. Returns the manifest path."""
-    from ssdtrt.fileio import commit_pair, staging_dir
+    from ssdtrt.io.files import commit_pair, staging_dir
 
     artifact = Path(artifact)
     manifest_path = manifest_path_for(artifact)

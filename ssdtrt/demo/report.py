@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ssdtrt.fileio import atomic_write_json, atomic_write_text
+from ssdtrt.io.files import atomic_write_json, atomic_write_text
 
 VARIANT_TITLES = {
     "torch-fp32": "PyTorch fp32 (checkpoint)",

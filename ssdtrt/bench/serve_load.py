@@ -173,8 +173,8 @@ def in_process_baseline(model: str, images: Sequence[bytes], batch_sizes: Sequen
     (the work a request does) and detect alone (decoded beforehand). Each row runs about `seconds` per mode after
     one warm-up batch. Rows: {"threads", "batch", "decode+detect", "detect"} in images per second. `verify_hash`:
     check the model's sha256 against its manifest on each open (the size is always checked)."""
-    from ssdtrt.imageio import decode_image
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.io.images import decode_image
+    from ssdtrt.inference.detector import Detector
 
     decoded = [decode_image(b) for b in images]
     rows: list[dict[str, Any]] = []
@@ -192,7 +192,7 @@ def detector_rate(det: Any, images: Sequence[bytes], decoded: Sequence[np.ndarra
                   *, decode: bool) -> float:
     """Images per second of `det.detect` in batches of `batch_size` for about `seconds` (one warm-up batch first);
     `decode`: each batch starts from the encoded bytes, as a served request does."""
-    from ssdtrt.imageio import decode_image
+    from ssdtrt.io.images import decode_image
 
     det.detect([decoded[j % len(decoded)] for j in range(batch_size)])
     n = i = 0

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ssdtrt.config import ModelSpec, PriorSpec, resolve_spec
+from ssdtrt.core.config import ModelSpec, PriorSpec, resolve_spec
 
 
 def cell_shapes_wh(spec: PriorSpec, map_index: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.serve.load import LoadSettings, in_process_baseline, level_dict, run_level
+from ssdtrt.bench.serve_load import LoadSettings, in_process_baseline, level_dict, run_level
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ def _interleave(plan: ServeBenchPlan, load: LoadSettings, url: str, images: list
                 baseline: list[dict[str, Any]], levels: list[Any], progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """Alternate windows of the in-process Detector (its best baseline row) and the server (its best concurrency
     >= 4) so both see the same background load: on a shared machine only such pairs make a fair ratio."""
-    from ssdtrt.imageio import decode_image
-    from ssdtrt.pipeline import Detector
-    from ssdtrt.serve.load import detector_rate
+    from ssdtrt.io.images import decode_image
+    from ssdtrt.inference.detector import Detector
+    from ssdtrt.bench.serve_load import detector_rate
 
     best = max(baseline, key=lambda row: row["decode+detect"])
     candidates = [lv for lv in levels if lv.concurrency >= 4] or levels

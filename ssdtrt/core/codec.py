@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
-from ssdtrt.config import VARIANCES
+from ssdtrt.core.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from ssdtrt.core.config import VARIANCES
 
 #: exp() argument ceiling for width/height, as torchvision's BoxCoder (log(1000/16)); keeps fp16 finite.
 WH_EXP_CLAMP = math.log(1000.0 / 16)

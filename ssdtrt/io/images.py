@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ssdtrt.errors import ImageReadError
-from ssdtrt.threads import background_iter
+from ssdtrt.core.errors import ImageReadError
+from ssdtrt.core.threads import background_iter
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm"}

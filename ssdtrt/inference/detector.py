@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.config import ModelSpec, PostprocessSpec
-from ssdtrt.detections import Detections
-from ssdtrt.errors import BackendUnavailableError, ManifestError
-from ssdtrt.manifest import Manifest
-from ssdtrt.postprocess_numpy import postprocess_numpy
-from ssdtrt.preprocess import preprocess_images
-from ssdtrt.priors import default_boxes
+from ssdtrt.core.config import ModelSpec, PostprocessSpec
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import BackendUnavailableError, ManifestError
+from ssdtrt.core.manifest import Manifest
+from ssdtrt.postprocess.host_numpy import postprocess_numpy
+from ssdtrt.preprocess.host import preprocess_images
+from ssdtrt.core.priors import default_boxes
 from ssdtrt.runtime.base import Runner, TensorMeta
 
 #: Output names per export mode (the export writes these; a runner may name them differently: then manifest order).
@@ -256,7 +256,7 @@ class Detector:
         if self.postprocess_device.startswith("cuda") or not (_is_numpy(locs) and _is_numpy(logits)):
             import torch
 
-            from ssdtrt.postprocess import postprocess
+            from ssdtrt.postprocess.host_torch import postprocess
 
             device = self.postprocess_device if self.postprocess_device != "cpu" else None
             locs_t, logits_t = (torch.as_tensor(x, device=device) for x in (locs, logits))

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.detections import Detections
-from ssdtrt.errors import SSDTRTError
-from ssdtrt.stream.video_out import VIDEO_SUFFIX, AnnotatedVideo, source_fps
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import SSDTRTError
+from ssdtrt.io.video_out import VIDEO_SUFFIX, AnnotatedVideo, source_fps
 
 
 @dataclass
@@ -46,7 +46,7 @@ class DetectOutputs:
         self.fail(str(err))
 
     def add(self, name: str, image_rgb: np.ndarray, dets: Detections, path: Path | None, frame: int | None) -> None:
-        from ssdtrt.cocojson import coco_records
+        from ssdtrt.io.cocojson import coco_records
 
         if frame is None or path != self._video_source:
             self._finish_video()
@@ -63,7 +63,7 @@ class DetectOutputs:
 
     # ------------------------------------------------------------------------------------------ internals
     def _write(self, image_rgb: np.ndarray, dets: Detections, path: Path, frame: int | None) -> None:
-        from ssdtrt.visualize import annotated_suffix, draw_detections, write_image
+        from ssdtrt.io.draw import annotated_suffix, draw_detections, write_image
 
         drawn = draw_detections(image_rgb, dets)
         if frame is None:

@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ssdtrt.detections import Detections
-from ssdtrt.errors import SSDTRTError
-from ssdtrt.fileio import atomic_path
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import SSDTRTError
+from ssdtrt.io.files import atomic_path
 
 #: Tableau-20-like palette (RGB), readable on photos; label L uses PALETTE_RGB[(L - 1) % 20].
 PALETTE_RGB: tuple[tuple[int, int, int], ...] = (

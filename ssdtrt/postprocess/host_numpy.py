@@ -1,4 +1,4 @@
-"""Decode + per-class NMS in numpy, with exactly the semantics of `ssdtrt.postprocess` (torch) — no torch import.
+"""Decode + per-class NMS in numpy, with exactly the semantics of `ssdtrt.postprocess.host_torch` (torch) — no torch import.
 
 For deployment hosts that have only numpy + onnxruntime / openvino / tensorrt. Same pipeline: softmax → decode →
 clip → per class scores > threshold and the best `topk_candidates` → min size → per-class greedy NMS (IoU >
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssdtrt.codec import decode
-from ssdtrt.config import VARIANCES, PostprocessSpec, per_class_cap
-from ssdtrt.detections import Detections
+from ssdtrt.core.codec import decode
+from ssdtrt.core.config import VARIANCES, PostprocessSpec, per_class_cap
+from ssdtrt.core.detections import Detections
 
 #: Elements of one [G, k, k] IoU chunk: small enough to stay in cache (measured fastest) and bound memory.
 NMS_CHUNK_ELEMENTS = 1 << 18
@@ -44,7 +44,7 @@ def postprocess_numpy(
 ) -> list[Detections]:
     """Detections per image (numpy arrays) from `locs [N, P, 4]` and `logits [N, P, C]` (class 0 = background).
 
-    Arguments as `ssdtrt.postprocess.postprocess`; boxes are normalized xyxy clipped to [0, 1].
+    Arguments as `ssdtrt.postprocess.host_torch.postprocess`; boxes are normalized xyxy clipped to [0, 1].
     """
     topk_candidates = per_class_cap(topk_candidates, candidates_per_class)
     locs = np.asarray(locs)

@@ -1,6 +1,6 @@
 """Run an iterable on a background thread, a bounded distance ahead of its consumer.
 
-Shared by `ssdtrt.imageio.prefetch` and `ssdtrt.stream.reader.read_ordered`: decoding releases the GIL, so reading
+Shared by `ssdtrt.io.images.prefetch` and `ssdtrt.stream.reader.read_ordered`: decoding releases the GIL, so reading
 the next inputs overlaps the consumer's inference, while the bounded queue keeps memory fixed whatever the input length.
 """
 

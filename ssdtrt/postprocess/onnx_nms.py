@@ -1,6 +1,6 @@
 """Per-class NMS as a standard-ONNX subgraph appended to a `decoded` graph (no plugin; TensorRT parses it natively).
 
-Same semantics as `ssdtrt.postprocess`, step by step:
+Same semantics as `ssdtrt.postprocess.host_torch`, step by step:
 
 1. per class c ≥ 1: TopK(k) of scores[:, :, c] (sorted; ties → lower prior index first), k = min(topk_candidates,
    candidates_per_class, P). `nms_settings` always sets candidates_per_class (default `NMS_CANDIDATES_PER_CLASS`
@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ssdtrt.config import NMS_CANDIDATES_PER_CLASS, PostprocessSpec, per_class_cap
+from ssdtrt.core.config import NMS_CANDIDATES_PER_CLASS, PostprocessSpec, per_class_cap
 
 #: Names of the graph outputs of an `nms` export, in order.
 NMS_OUTPUTS: tuple[str, ...] = ("num_detections", "boxes", "scores", "labels")

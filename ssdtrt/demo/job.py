@@ -4,7 +4,7 @@ train ssd-small (a fixed schedule: epochs × steps at a fixed thread count, so t
 on the machine's load; a wall-clock guard only stops a pathologically slow run, with a warning in the report) → ONNX raw / nms fp32, nms fp16, Q/DQ int8 (raw and nms) → OpenVINO engines (f32 and
 int8, from the raw graphs) and a TensorRT engine where TensorRT and a GPU exist → mAP of every variant through the
 same Detector pipeline → parity of each against the checkpoint (`compare_models`) → batch-1 latency of every backend
-(`ssdtrt.bench.latency`) → annotated validation images → report.json / report.md (`ssdtrt.demo_report`).
+(`ssdtrt.bench.latency`) → annotated validation images → report.json / report.md (`ssdtrt.demo.report`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ Log = Callable[[str], None]
 Advance = Callable[[int], None]
 #: (description, total units) -> advance(n): a progress bar for one sub-step (the CLI draws it with rich)
 StartTask = Callable[[str, int], Advance]
-#: train() events (see ssdtrt.train.Reporter)
+#: train() events (see ssdtrt.train.loop.Reporter)
 TrainReporter = Callable[[str, dict[str, Any]], None]
 
 
@@ -129,7 +129,7 @@ def run_demo(
     from dataclasses import asdict, replace
 
     from ssdtrt.bench.machine import machine_info
-    from ssdtrt.demo_report import write_report
+    from ssdtrt.demo.report import write_report
     from ssdtrt.runtime import available_backends
 
     cfg = replace(settings or DemoSettings(), eval_images=eval_images)
@@ -184,7 +184,7 @@ GUARD_WARNING = ("training hit the {minutes:g}-min wall-clock guard after {steps
 
 def _train_config(out_dir: Path, cfg: DemoSettings) -> Any:
     """The demo's TrainConfig: everything that decides the checkpoint is fixed here (and in `_train_key`)."""
-    from ssdtrt.train import TrainConfig
+    from ssdtrt.train.loop import TrainConfig
 
     return TrainConfig(preset="ssd-small", data="synthetic", out_dir=str(out_dir / "train"), epochs=cfg.train_epochs,
                        train_size=cfg.train_images, threads=cfg.train_threads, seed=cfg.train_seed, workers=0,
@@ -199,7 +199,7 @@ def _train_key(cfg: DemoSettings) -> dict[str, Any]:
     import torch
 
     import ssdtrt
-    from ssdtrt.train import RECIPES
+    from ssdtrt.train.loop import RECIPES
 
     return {"preset": "ssd-small", "data": "synthetic", "epochs": cfg.train_epochs, "train_images": cfg.train_images,
             "threads": cfg.train_threads, "seed": cfg.train_seed, "eval_images": cfg.eval_images,
@@ -211,8 +211,8 @@ def _reusable_checkpoint(out_dir: Path, cfg: DemoSettings) -> tuple[Path, dict[s
     complete (a run stopped by the wall-clock guard is never reused)."""
     import json
 
-    from ssdtrt.errors import SSDTRTError
-    from ssdtrt.fileio import sha256_file
+    from ssdtrt.core.errors import SSDTRTError
+    from ssdtrt.io.files import sha256_file
     from ssdtrt.model.checkpoint import load_model
 
     record_path = out_dir / "train" / TRAIN_RECORD
@@ -230,8 +230,8 @@ def _reusable_checkpoint(out_dir: Path, cfg: DemoSettings) -> tuple[Path, dict[s
 
 
 def _train(out_dir: Path, cfg: DemoSettings, reporter: TrainReporter | None) -> tuple[Path, dict[str, Any]]:
-    from ssdtrt.fileio import atomic_write_json, sha256_file
-    from ssdtrt.train import RECIPES, train
+    from ssdtrt.io.files import atomic_write_json, sha256_file
+    from ssdtrt.train.loop import RECIPES, train
 
     trained = train(_train_config(out_dir, cfg), reporter)
     planned = cfg.train_epochs * (cfg.train_images // RECIPES["ssd-small"].batch_size)  # the loader drops the last
@@ -304,7 +304,7 @@ def _score_all(run: _Run, eval_images: int) -> dict[str, dict[str, Any]]:
     """mAP of each artifact through the Detector pipeline (same preprocess and postprocess for every backend)."""
     from ssdtrt.data import open_dataset
     from ssdtrt.evaluate import evaluate
-    from ssdtrt.pipeline import Detector
+    from ssdtrt.inference.detector import Detector
 
     val = open_dataset("synthetic", "val")
     n = min(eval_images, len(val))
@@ -418,8 +418,8 @@ def _latency(run: _Run, cfg: DemoSettings) -> dict[str, Any]:
 
 def _annotate(folder: Path, model_path: Path, count: int) -> list[str]:
     from ssdtrt.data import open_dataset
-    from ssdtrt.pipeline import Detector
-    from ssdtrt.visualize import draw_detections, write_image
+    from ssdtrt.inference.detector import Detector
+    from ssdtrt.io.draw import draw_detections, write_image
 
     val = open_dataset("synthetic", "val")
     samples = [val[i] for i in range(min(count, len(val)))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from ssdtrt.errors import UnknownPresetError
+from ssdtrt.core.errors import UnknownPresetError
 
 ClipMode = Literal["none", "wh", "all"]
 
@@ -63,7 +63,7 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class PostprocessSpec:
-    """Decode + per-class NMS settings (the semantics of `ssdtrt.postprocess`).
+    """Decode + per-class NMS settings (the semantics of `ssdtrt.postprocess.host_torch`).
 
     `topk_candidates` is the reference model's per-class top-k (None = every prior above the threshold, as seed 000).
     `candidates_per_class` is a second, deployment cap: an `nms` export always sets it (at most

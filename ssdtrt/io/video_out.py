@@ -15,7 +15,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-from ssdtrt.errors import SSDTRTError
+from ssdtrt.core.errors import SSDTRTError
 
 #: MPEG-4 Part 2 in an .mp4: encoded by every OpenCV build (no H.264 licence needed), plays everywhere.
 VIDEO_SUFFIX = ".mp4"

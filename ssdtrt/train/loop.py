@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ssdtrt.errors import CheckpointError, ClassCountMismatchError, SSDTRTError
+from ssdtrt.core.errors import CheckpointError, ClassCountMismatchError, SSDTRTError
 
 if TYPE_CHECKING:
     import torch
@@ -263,17 +263,17 @@ def train(config: TrainConfig, reporter: Reporter | None = None) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, torch: Any) -> TrainResult:  # noqa: C901
-    from ssdtrt.config import get_preset
+    from ssdtrt.core.config import get_preset
     from ssdtrt.data import open_dataset
     from ssdtrt.model.checkpoint import model_from_checkpoint
     from ssdtrt.model.loss import MultiBoxLoss
     from ssdtrt.model.ssd import build_model
-    from ssdtrt.priors import default_boxes
+    from ssdtrt.core.priors import default_boxes
 
     report = reporter or (lambda event, info: None)
     spec = get_preset(cfg.preset)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        from ssdtrt.errors import BackendUnavailableError
+        from ssdtrt.core.errors import BackendUnavailableError
 
         raise BackendUnavailableError("train: --device cuda but no CUDA device is available")
     device = torch.device(f"cuda:{ctx.local_rank}" if cfg.device.startswith("cuda") and ctx.enabled else cfg.device)
@@ -441,7 +441,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, torch:
         metrics, eval_s = _eval(model, val_ds, cfg, device)
         _save(last_path, model, opt, int(sched["epochs_completed"]), metrics, extra_state())
     if ctx.is_main:
-        from ssdtrt.fileio import atomic_write_json
+        from ssdtrt.io.files import atomic_write_json
 
         final = {
             "map": metrics["map"] if metrics else 0.0,

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssdtrt.config import VARIANCES, PostprocessSpec, per_class_cap
-from ssdtrt.detections import Detections
+from ssdtrt.core.config import VARIANCES, PostprocessSpec, per_class_cap
+from ssdtrt.core.detections import Detections
 
 if TYPE_CHECKING:
     import torch
@@ -67,7 +67,7 @@ def postprocess(
     if boxes_are_decoded:
         boxes = locs.float()
     else:
-        from ssdtrt.codec import decode
+        from ssdtrt.core.codec import decode
 
         boxes = decode(locs.float(), _priors_tensor(priors, locs.device), variances)
     boxes = boxes.clamp(0.0, 1.0)
@@ -156,7 +156,7 @@ def _select_sparse(
     if boxes_are_decoded:
         cand_boxes = cand_locs
     else:
-        from ssdtrt.codec import decode
+        from ssdtrt.core.codec import decode
 
         cand_priors = _priors_tensor(priors, locs.device)[flat % n_pri]
         cand_boxes = decode(cand_locs, cand_priors, variances)
@@ -257,7 +257,7 @@ def _nms_best_first(
 ) -> torch.Tensor:
     """Indices kept by per-group NMS among the candidates that can reach an image's best `max_detections`.
 
-    Same exact prefix argument as `ssdtrt.postprocess_numpy.nms_best_first`: candidates are taken in output order
+    Same exact prefix argument as `ssdtrt.postprocess.host_numpy.nms_best_first`: candidates are taken in output order
     (image, score descending, ties by candidate position); once an image's prefix holds `max_detections` kept boxes,
     nothing after it can enter the output. The prefix grows ×4 until that holds. One `batched_nms` call per image per round
     (torchvision picks a per-group loop or its coordinate-offset trick by size; float64 keeps offset coordinates

@@ -1,0 +1,1 @@
+"""The demo job (`ssdtrt demo` / `make demo`) and its report."""

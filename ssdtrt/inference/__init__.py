@@ -1,0 +1,1 @@
+"""One route from images to detections: stage protocol, batching, and the `Detector` that composes them."""

@@ -1,0 +1,1 @@
+"""Preprocessing stages: images → network input (`host`: resize / normalize / layout on the host)."""

@@ -1,0 +1,1 @@
+"""Training: loop, schedule, checkpointing, evaluation hook."""
