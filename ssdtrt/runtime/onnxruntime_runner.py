@@ -50,6 +50,7 @@ class OnnxRuntimeRunner(Runner):
     """One ONNX model in one onnxruntime InferenceSession."""
 
     backend = "onnxruntime"
+    has_performance_mode = True  # throughput: concurrent `run` calls on the one session (module docstring)
 
     def __init__(
         self,
@@ -132,17 +133,8 @@ class OnnxRuntimeRunner(Runner):
             return 2
         return min(max(2, os.cpu_count() or 2), 8)
 
-    @classmethod
-    def throughput_options(cls, num_requests: int | None = None) -> dict[str, Any]:
-        """Throughput mode: concurrent `run` calls on the one session (see the module docstring)."""
-        return {"performance_mode": "throughput", **({"num_requests": int(num_requests)} if num_requests else {})}
-
-    def run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+    def _run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
         """`in_flight` threads calling `infer` (ORT's `run`, GIL released) back to back on the one session."""
-        if seconds <= 0:
-            return 0, 0.0
-        if not self.is_active:
-            self.activate()
         counts = [0] * in_flight
         start = time.perf_counter()
         deadline = start + seconds
