@@ -39,9 +39,12 @@ class HostPreprocess:
 
 
 def preprocessor_for(manifest: Manifest, input_meta: TensorMeta) -> HostPreprocess:
-    """The preprocessing stage a model needs (today: the host stage for its NCHW float input).
+    """The preprocessing stage a model needs, from its manifest's input (today: the host stage for an NCHW input).
 
-    `input_meta` is the runner's view of the input (its dtype may differ from the manifest's, e.g. fp16)."""
+    `input_meta` is the runner's view of the input (its dtype may differ from the manifest's, e.g. fp16). To place
+    part of the work in the engine, add a stage class here keyed on the manifest's input facts — e.g. layout "NHWC"
+    with dtype uint8 (the graph converts, normalizes and transposes): a stage that only resizes and stacks the RGB
+    images, placement "engine"; every caller then uses it through `ModelStages` / `Detector` unchanged."""
     layout = manifest.inputs[0].layout if manifest.inputs else "NCHW"
     if layout not in (None, "", "NCHW"):
         raise ManifestError(f"input layout {layout!r} has no preprocessing stage yet (expected NCHW)")

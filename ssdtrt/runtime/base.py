@@ -115,6 +115,17 @@ class Runner(abc.ABC):
             self.activate()
         return self._pool().submit(self._infer, feeds)
 
+    @classmethod
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        """Constructor options that put this runner on the CPU (None) or on CUDA device `device_index`; a device the
+        backend cannot use is a BackendUnavailableError. Default: the backend's own choice (no option)."""
+        return {}
+
+    @classmethod
+    def thread_options(cls, threads: int) -> dict[str, Any]:
+        """Constructor options for `threads` intra-op CPU threads (default: none; torch's are set process-wide)."""
+        return {}
+
     def run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
         """(requests completed, seconds) of this backend alone, `in_flight` requests kept busy for `seconds` on the
         same `feeds` — its bare throughput, without pre/postprocess (`ssdtrt bench throughput`). Default:

@@ -133,6 +133,15 @@ class OnnxRuntimeRunner(Runner):
             return 2
         return min(max(2, os.cpu_count() or 2), 8)
 
+    @classmethod
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        cpu = ["CPUExecutionProvider"]
+        return {"providers": cpu if device_index is None else [("CUDAExecutionProvider", {"device_id": device_index}), *cpu]}
+
+    @classmethod
+    def thread_options(cls, threads: int) -> dict[str, Any]:
+        return {"intra_op_threads": int(threads)}
+
     def _run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
         """`in_flight` threads calling `infer` (ORT's `run`, GIL released) back to back on the one session."""
         counts = [0] * in_flight

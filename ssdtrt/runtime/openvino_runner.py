@@ -152,6 +152,16 @@ class OpenVINORunner(Runner):
         self._compiled = None
 
     # ------------------------------------------------------------------------------------------ throughput mode
+    @classmethod
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        if device_index is not None:
+            raise BackendUnavailableError("OpenVINO runs on the CPU here; use --device cpu (or TensorRT for CUDA)")
+        return {"device": "CPU"}
+
+    @classmethod
+    def thread_options(cls, threads: int) -> dict[str, Any]:
+        return {"num_threads": int(threads)}
+
     def _run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
         """benchmark_app's loop: an AsyncInferQueue on the compiled model, no callback, inputs shared."""
         ov = import_openvino()
