@@ -136,8 +136,7 @@ def measure_model(
         label = f"{det.runner.name} · {model.name}"
         stream_settings = StreamSettings(batch_size=settings.batch_size, in_flight=settings.requests)
         batch, in_flight, _ = resolved(det, stream_settings)
-        pre = det.spec.preprocess
-        shape = (det.static_batch or batch, 3, pre.height, pre.width)
+        shape = (det.static_batch or batch, *det.input.shape[1:])  # the runner's own input (layout, dtype)
         feeds = {det.input.name: np.random.default_rng(0).normal(size=shape).astype(det.input.dtype)}
         tick = (lambda phase, t, total: progress(label, phase, t, total)) if progress else None  # noqa: E731
         per_round = settings.seconds / settings.rounds
