@@ -344,11 +344,11 @@ class TensorRTRunner(TorchBuffersMixin, Runner):
                 meta[name] = TensorMeta(name, dtype, shape)
         return meta
 
-    @property
-    def fixed_batch(self) -> int | None:
-        """The static batch size of the input, or None for a dynamic batch (as `OnnxRuntimeRunner.fixed_batch`)."""
-        dim = self.manifest.inputs[0].shape[0]
-        return dim if isinstance(dim, int) else None
+    @classmethod
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        if device_index is None:
+            raise BackendUnavailableError("TensorRT runs on a CUDA GPU; --device cpu is not possible for a .plan")
+        return {"device_index": device_index}
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {**super().describe(), "buffers": self.buffers, "device_index": self.device_index,

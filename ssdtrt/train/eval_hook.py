@@ -10,12 +10,12 @@ from ssdtrt.train.state import TrainRun
 
 def evaluate_model(run: TrainRun) -> None:
     """Score the model on the val set (first `eval_limit` images); sets run.metrics and run.eval_s."""
-    from ssdtrt.evaluate import evaluate, torch_predict_fn
+    from ssdtrt.evaluate import evaluate, model_detector
 
     cfg = run.cfg
     t0 = time.perf_counter()
-    fn = torch_predict_fn(run.model, run.device, batch_size=cfg.eval_batch_size)
-    res = evaluate(fn, run.val_ds, batch_size=cfg.eval_batch_size, limit=cfg.eval_limit)
+    with model_detector(run.model, run.device, batch_size=cfg.eval_batch_size) as det:
+        res = evaluate(det.detect, run.val_ds, batch_size=cfg.eval_batch_size, limit=cfg.eval_limit)
     run.metrics, run.eval_s = res.to_dict(), time.perf_counter() - t0
     run.evaluated_at_step = run.step
 
