@@ -271,15 +271,29 @@ def test_bench_latency_library_checks_the_hash_when_planning(small_raw_onnx: Pat
     assert [v.backend for v in plan_variants([model], ["onnxruntime"], verify_hash=False)] == ["onnxruntime"]
 
 
-@pytest.mark.parametrize("command", [("detect",), ("eval",), ("compare",), ("bench", "latency"), ("bench", "throughput"),
-                                     ("bench", "serve"), ("serve",), ("export-triton",)])
-def test_every_command_that_opens_a_model_has_no_verify(
-    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_eval_and_compare_refuse_a_corrupted_model_and_pass_no_verify_on(
+    command: str, small_raw_onnx: Path, tmp_path: Path
 ) -> None:
-    from ssdtrt.cli.app import main
-
-    assert main([*command, "--help"]) == 0
-    assert "--no-verify" in capsys.readouterr().out
+    """The two commands not covered above: refused before any output is written; --no-verify runs them to a report
+    (detect, bench latency/throughput/serve, serve and export-triton have their own tests in this file)."""
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    report = tmp_path / f"{command}.json"
+    if command == "eval":
+        args = ("eval", str(model), "--limit", "2", "--batch-size", "2", "--json", str(report))
+    else:  # the intact export as reference, the corrupted copy as candidate
+        args = ("compare", str(small_raw_onnx), str(model), "--images", "2", "--batch-size", "2", "--json", str(report))
+    assert_one_line_error(cli(*args), str(model), "sha256", str(model.with_suffix(".json")))
+    assert not report.exists()
+    proc = cli(*args, "--no-verify")  # the flipped byte lies in a weight: the model loads and runs
+    assert "Traceback" not in proc.stderr + proc.stdout and "sha256" not in proc.stderr, proc.stderr
+    assert report.is_file(), proc.stderr
+    if command == "eval":
+        assert proc.returncode == 0, proc.stderr
+        assert set(json.loads(report.read_text())) >= {"map", "map50"}
+    else:
+        verdict = json.loads(report.read_text())["passed"]
+        assert proc.returncode == (0 if verdict else 1), proc.stderr  # exit code = the report's verdict
 
 
 def test_serve_refuses_a_corrupted_model_before_starting_triton(small_raw_onnx: Path, tmp_path: Path) -> None:
