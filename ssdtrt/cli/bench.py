@@ -83,6 +83,7 @@ def latency_cmd(
     from ssdtrt.cli.common import console
     from ssdtrt.core.errors import SSDTRTError
     from ssdtrt.io.files import atomic_write_json, atomic_write_text
+    from ssdtrt.bench.record_paths import portable_record
 
     con, err = console(), console(stderr=True)
     settings = LatencySettings(
@@ -120,6 +121,8 @@ def latency_cmd(
     invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
     command = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
     data_out["command"] = command
+    data_out = portable_record(data_out)  # records hold paths relative to the repository
+    command = data_out["command"]
     if not report.results:
         err.print("[red]error:[/] no variant could be measured (see the lines above)")
         return 1

@@ -62,6 +62,7 @@ def postprocess_cmd(
     from ssdtrt.core.config import get_preset
     from ssdtrt.core.errors import CheckpointError
     from ssdtrt.io.files import atomic_write_json, atomic_write_text
+    from ssdtrt.bench.record_paths import portable_record
 
     con, err = console(), console(stderr=True)
     names = _cases(cases)
@@ -102,6 +103,8 @@ def postprocess_cmd(
     invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
     command = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
     out["command"] = command
+    out = portable_record(out)  # records hold paths relative to the repository
+    command = out["command"]
     if not con.is_terminal:
         con.width = max(con.width, 140)
     con.print(rich_table(out))

@@ -47,6 +47,7 @@ def serve_bench_cmd(
     from ssdtrt.cli.bench import _csv_ints, _size_hw
     from ssdtrt.cli.common import console
     from ssdtrt.io.files import atomic_write_json, atomic_write_text
+    from ssdtrt.bench.record_paths import portable_record
     from ssdtrt.bench.serve import ServeBenchPlan, run_serve_bench
     from ssdtrt.bench.serve_load import LoadSettings
     from ssdtrt.bench.serve_load_report import markdown, plot, rich_table
@@ -68,6 +69,7 @@ def serve_bench_cmd(
     report = run_serve_bench(plan, load, progress=lambda line: err.print(line, highlight=False))
     invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
     report["command"] = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
+    report = portable_record(report)  # records hold paths relative to the repository
     if not con.is_terminal:
         con.width = max(con.width, 140)
     con.print(rich_table(report))

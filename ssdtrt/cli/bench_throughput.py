@@ -42,6 +42,7 @@ def throughput_cmd(
     from ssdtrt.cli.bench import _size_hw
     from ssdtrt.cli.common import console
     from ssdtrt.io.files import atomic_write_json, atomic_write_text
+    from ssdtrt.bench.record_paths import portable_record
 
     con, err = console(), console(stderr=True)
     settings = ThroughputSettings(
@@ -66,6 +67,8 @@ def throughput_cmd(
     invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
     command = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
     data_out["command"] = command
+    data_out = portable_record(data_out)  # records hold paths relative to the repository
+    command = data_out["command"]
     if not con.is_terminal:
         con.width = max(con.width, 150)
     con.print(rich_table(data_out))
