@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,21 +82,21 @@ def test_portable_text_and_record(tmp_path: Path) -> None:
     assert record["settings"]["model"] == str(model)  # the input is not modified
 
 
-def test_bench_latency_record_holds_no_absolute_path(small_raw_onnx: Path, tmp_path: Path) -> None:
+def test_bench_latency_record_holds_no_absolute_path(
+    small_raw_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real recorder: `ssdtrt bench latency` on a model given by its absolute path (outside the repository) writes
     JSON and markdown that name it without the machine's folders, in the settings and in the recorded command."""
     import json
-    import os
-    import sys
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    from ssdtrt.cli.app import main
+
     out_json, out_md = tmp_path / "lat.json", tmp_path / "lat.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "ssdtrt.cli.app", "bench", "latency", str(small_raw_onnx.absolute()), "--backend",
-         "onnxruntime", "--batch-sizes", "1", "--warmup", "1", "--iters", "2", "--threads", "1",
-         "--json", str(out_json), "--markdown", str(out_md)],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    args = ["bench", "latency", str(small_raw_onnx.absolute()), "--backend", "onnxruntime", "--batch-sizes", "1",
+            "--warmup", "1", "--iters", "2", "--threads", "1", "--json", str(out_json), "--markdown", str(out_md)]
+    monkeypatch.setattr(sys, "argv", ["ssdtrt", *args])  # as typed at a console: the report records the command
+    monkeypatch.chdir(ROOT)
+    assert main(args) == 0
     report = json.loads(out_json.read_text())
     assert report["results"][0]["model"] == f"{OUTSIDE}/{small_raw_onnx.name}"
     assert report["command"].startswith(f"ssdtrt bench latency {OUTSIDE}/{small_raw_onnx.name} ")
