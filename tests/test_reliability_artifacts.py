@@ -28,6 +28,8 @@ from ssdtrt.core.manifest import (
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.integration  # whole commands in subprocesses, one per fault
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.integration  # two `ssdtrt detect` processes at once
+
 if not hasattr(os, "mkfifo"):
     pytest.skip("the overlap gate needs named pipes (os.mkfifo): not available on this OS", allow_module_level=True)
 
