@@ -11,35 +11,24 @@ The public API is imported lazily (no torch import, no work at import time):
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ssdtrt.core.lazy import lazy_getattr, lazy_names
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "default_boxes": "ssdtrt.core.priors",
-    "postprocess": "ssdtrt.postprocess.host_torch",
-    "Detections": "ssdtrt.core.detections",
-    "get_preset": "ssdtrt.core.config",
-    "preset_names": "ssdtrt.core.config",
-    "ModelSpec": "ssdtrt.core.config",
-    "PriorSpec": "ssdtrt.core.config",
-    "PostprocessSpec": "ssdtrt.core.config",
-    "encode": "ssdtrt.core.codec",
-    "decode": "ssdtrt.core.codec",
-    "load_model": "ssdtrt.model.checkpoint",
-    "build_model": "ssdtrt.model.ssd",
-    "read_manifest": "ssdtrt.core.manifest",
-    "export_checkpoint": "ssdtrt.export.onnx_export",
-    "Detector": "ssdtrt.inference.detector",
-    "open_runner": "ssdtrt.runtime",
-    "SSDTRTError": "ssdtrt.core.errors",
-}
+_LAZY = lazy_names({
+    "ssdtrt.core.priors": ("default_boxes",),
+    "ssdtrt.postprocess.host_torch": ("postprocess",),
+    "ssdtrt.core.detections": ("Detections",),
+    "ssdtrt.core.config": ("get_preset", "preset_names", "ModelSpec", "PriorSpec", "PostprocessSpec"),
+    "ssdtrt.core.codec": ("encode", "decode"),
+    "ssdtrt.model.checkpoint": ("load_model",),
+    "ssdtrt.model.ssd": ("build_model",),
+    "ssdtrt.core.manifest": ("read_manifest",),
+    "ssdtrt.export.onnx_export": ("export_checkpoint",),
+    "ssdtrt.inference.detector": ("Detector",),
+    "ssdtrt.runtime": ("open_runner",),
+    "ssdtrt.core.errors": ("SSDTRTError",),
+})
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ssdtrt' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -87,20 +87,20 @@ def test_rerun_reuses_the_checkpoint_only_when_settings_and_file_match(demo: tup
     import shutil
     from dataclasses import replace
 
-    from ssdtrt.demo.job import TRAIN_RECORD, _reusable_checkpoint
+    from ssdtrt.demo.training import TRAIN_RECORD, reusable_checkpoint
 
     out, report = demo
     assert report["train"]["reused"] is False and (out / "train" / TRAIN_RECORD).is_file()
     copy = tmp_path / "demo"
     shutil.copytree(out / "train", copy / "train")
     same = replace(TINY, eval_images=16)
-    found = _reusable_checkpoint(copy, same)
+    found = reusable_checkpoint(copy, same)
     assert found is not None and found[0].parent == copy / "train" and found[1]["reused"] is True
     assert found[1]["steps"] == report["train"]["steps"]
     for changed in ({"train_epochs": 2}, {"train_images": 72}, {"train_threads": 2}, {"train_seed": 1}):
-        assert _reusable_checkpoint(copy, replace(same, **changed)) is None, changed
-    assert _reusable_checkpoint(copy, replace(same, eval_images=17)) is None
+        assert reusable_checkpoint(copy, replace(same, **changed)) is None, changed
+    assert reusable_checkpoint(copy, replace(same, eval_images=17)) is None
     with found[0].open("ab") as f:  # a checkpoint changed since (or a half-written one) is never reused
         f.write(b"x")
-    assert _reusable_checkpoint(copy, same) is None
-    assert _reusable_checkpoint(tmp_path / "empty", same) is None
+    assert reusable_checkpoint(copy, same) is None
+    assert reusable_checkpoint(tmp_path / "empty", same) is None

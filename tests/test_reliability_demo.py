@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from ssdtrt.demo.job import GUARD_WARNING, DemoSettings, _reusable_checkpoint, _train
+from ssdtrt.demo.settings import DemoSettings
+from ssdtrt.demo.training import GUARD_WARNING, reusable_checkpoint, train_checkpoint
 
 torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.integration  # the demo's training schedule, run twice
 
-#: the demo's schedule (same DemoSettings → same `_train_config`), shortened: 2 epochs of 48 images (12 steps)
+#: the demo's schedule (same DemoSettings → same `train_config`), shortened: 2 epochs of 48 images (12 steps)
 SHORT = DemoSettings(train_epochs=2, train_images=48, eval_images=8)
 
 
@@ -34,10 +35,10 @@ def keep_threads():
 
 
 def test_demo_schedule_gives_the_same_checkpoint_quiet_and_beside_a_cpu_hog(tmp_path: Path, keep_threads: None) -> None:
-    quiet_ckpt, quiet = _train(tmp_path / "quiet", SHORT, None)
+    quiet_ckpt, quiet = train_checkpoint(tmp_path / "quiet", SHORT, None)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # one core kept busy for the whole run
     try:
-        loaded_ckpt, loaded = _train(tmp_path / "loaded", SHORT, None)
+        loaded_ckpt, loaded = train_checkpoint(tmp_path / "loaded", SHORT, None)
     finally:
         hog.kill()
         hog.wait()
@@ -52,8 +53,8 @@ def test_demo_schedule_gives_the_same_checkpoint_quiet_and_beside_a_cpu_hog(tmp_
 
 def test_guard_stops_with_a_warning_and_the_checkpoint_is_never_reused(tmp_path: Path, keep_threads: None) -> None:
     cfg = replace(SHORT, guard_minutes=1e-5)  # past the guard after the first step
-    _, info = _train(tmp_path, cfg, None)
+    _, info = train_checkpoint(tmp_path, cfg, None)
     assert info["stopped_by_guard"] and info["steps"] < info["planned_steps"]
-    assert _reusable_checkpoint(tmp_path, cfg) is None  # a cut-short run is not the demo's result
+    assert reusable_checkpoint(tmp_path, cfg) is None  # a cut-short run is not the demo's result
     text = GUARD_WARNING.format(minutes=cfg.guard_minutes, **info)
     assert "NOT the demo's reproducible result" in text and f"{info['steps']} of 12 steps" in text

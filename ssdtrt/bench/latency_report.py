@@ -66,27 +66,19 @@ def rich_table(report: dict[str, Any]) -> Any:
 
 def markdown(report: dict[str, Any], command: str | None = None) -> str:
     """The report as markdown: settings, machine, the table, notes and skipped variants."""
-    m, s = report["machine"], report["settings"]
-    pkgs = ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items())
-    flags = ", ".join(k for k, v in (m.get("cpu_flags") or {}).items() if v) or "n/a"
-    gpus = ", ".join(g["name"] for g in m.get("gpus", [])) or "none"
+    from ssdtrt.bench.markdown import md_table, report_head
+
+    s = report["settings"]
     sizes = sorted({f"{h}×{w}" for h, w in report.get("image_sizes_hw", [])})
-    lines = ["# Latency", ""]
-    if command:
-        lines += ["Command:", "", "```", command, "```", ""]
+    lines = report_head("Latency", command, report["machine"])
     lines += [
-        f"Machine: {m.get('cpu_model')} ({m.get('cpu_cores')} cores; flags: {flags}), {m.get('memory_gib')} GiB, "
-        f"GPU: {gpus}. {m.get('platform')}, Python {m.get('python')}; {pkgs}; ssdtrt {m.get('ssdtrt_commit')}.",
-        "",
         f"Settings: batch sizes {s['batch_sizes']}, {s['warmup']} warm-up + {s['iters']} timed iterations"
         + (f" (at most {s['max_seconds']:g} s per configuration, ≥ {s['min_iters']})" if s.get("max_seconds") else "")
         + f", threads {s['threads'] or 'backend default'}, images from `{s['data']}` val "
         f"({', '.join(sizes)} decoded RGB in, detections in pixels out).",
         "",
-        "| " + " | ".join(_columns(report)) + " |",
-        "|" + "|".join("---" if c == "variant" else "---:" for c in _columns(report)) + "|",
+        *md_table(_columns(report), table_rows(report), numbers_right=True),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     lines += ["", "Latencies in ms; stage columns are p50 (host-to-device / device-to-host columns appear only "
               "when a GPU backend ran: CPU backends work in host memory throughout). img/s = batch / mean end-to-end latency. pre+post % = (preprocess + postprocess) "
               "p50 / end-to-end p50."]

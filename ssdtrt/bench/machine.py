@@ -109,6 +109,17 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def machine_line(info: dict[str, Any]) -> str:
+    """The one-line description every benchmark report prints of `machine_info()`: CPU model, usable cores, speed
+    flags, memory, GPUs, platform, Python, package versions and the ssdtrt commit (missing values as '?')."""
+    get = lambda key: "?" if info.get(key) is None else info[key]  # noqa: E731
+    flags = ", ".join(k for k, on in (info.get("cpu_flags") or {}).items() if on) or "n/a"
+    gpus = ", ".join(g.get("name", "?") for g in info.get("gpus") or []) or "none"
+    pkgs = ", ".join(f"{k} {v}" for k, v in (info.get("packages") or {}).items()) or "no package versions"
+    return (f"Machine: {get('cpu_model')} ({get('cpu_cores')} usable cores; flags: {flags}), {get('memory_gib')} GiB, "
+            f"GPU: {gpus}. {get('platform')}, Python {get('python')}; {pkgs}; ssdtrt {get('ssdtrt_commit')}.")
+
+
 def cpu_caveats(info: dict[str, Any]) -> list[str]:
     """Plain-language notes on what this CPU cannot accelerate (so a slow bf16/int8 row is explained)."""
     flags = info.get("cpu_flags") or {}

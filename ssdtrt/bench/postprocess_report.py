@@ -54,27 +54,19 @@ def rich_table(report: dict[str, Any]) -> Any:
 
 def markdown(report: dict[str, Any], command: str | None = None) -> str:
     """results.md: command, machine, settings, the table and per-case inputs."""
-    m = report.get("machine", {})
-    pk = m.get("packages", {})
-    lines = ["# Postprocess benchmark", ""]
-    if command:
-        lines += ["```", command, "```", ""]
+    from ssdtrt.bench.markdown import md_table, report_head
+
+    lines = report_head("Postprocess benchmark", command, report.get("machine", {}))
     lines += [
-        f"Machine: {m.get('cpu_model', '?')}, {m.get('cpu_cores', '?')} cores usable, torch threads "
-        f"{report.get('threads')}; torch {pk.get('torch', '?')}, torchvision {pk.get('torchvision', '?')}, "
-        f"numpy {pk.get('numpy', '?')}; GPUs: {', '.join(g.get('name', '?') for g in m.get('gpus', [])) or 'none'}.",
-        "",
-        settings_line(report) + ".",
+        settings_line(report) + f"; torch threads {report.get('threads')}.",
         f"Outputs checked equal before timing (boxes within {report['tolerances']['box_atol_normalized']:g} "
         f"normalized, scores within {report['tolerances']['score_atol']:g}, labels equal, tie-aware). "
         f"Warm-up {report['warmup']}, up to {report['iters']} timed calls"
         + (f" (at most ~{report['max_seconds']:g} s each configuration)" if report.get("max_seconds") else "")
         + ". vs torchvision = torchvision p50 / this p50 (> 1: faster than torchvision).",
         "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "|".join("---" for _ in HEADERS) + "|",
+        *md_table(HEADERS, table_rows(report)),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     lines += ["", "Inputs:", ""]
     seen = set()
     for c in report["cases"]:

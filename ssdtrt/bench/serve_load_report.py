@@ -33,24 +33,17 @@ def rich_table(report: dict[str, Any]) -> Any:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    m, s = report["machine"], report["settings"]
-    flags = ", ".join(k for k, v in (m.get("cpu_flags") or {}).items() if v) or "n/a"
-    pkgs = ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items())
-    lines = ["# Serving throughput (Triton, tritonclient load)", ""]
-    if report.get("command"):
-        lines += ["Command:", "", "```", report["command"], "```", ""]
+    from ssdtrt.bench.markdown import md_table, report_head
+
+    s = report["settings"]
+    lines = report_head("Serving throughput (Triton, tritonclient load)", report.get("command"), report["machine"])
     lines += [
-        f"Machine: {m.get('cpu_model')} ({m.get('cpu_cores')} cores; flags: {flags}), {m.get('memory_gib')} GiB. "
-        f"{m.get('platform')}, Python {m.get('python')}; {pkgs}; ssdtrt {m.get('ssdtrt_commit')}.",
-        "",
         f"Settings: model `{s.get('model') or s.get('repository') or s.get('url')}`, protocol {s['protocol']}, "
         f"{report['images']} JPEG images cycled, per level at most {s['max_requests']} requests / {s['max_seconds']} s, "
         f"server max batch {s['max_batch_size']}, queue delay {s['max_queue_delay_us']} µs, instances {s['instances']}, "
         f"runner threads {s.get('threads') or 'backend default'}. Target: {s['target']}.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "| " + " | ".join("---" for _ in COLUMNS) + " |",
-        *("| " + " | ".join(r) + " |" for r in table_rows(report)),
+        *md_table(COLUMNS, table_rows(report)),
         "",
     ]
     if report.get("baseline"):

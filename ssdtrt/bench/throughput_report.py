@@ -39,24 +39,18 @@ def rich_table(report: dict[str, Any]) -> Any:
 
 
 def markdown(report: dict[str, Any], command: str | None = None) -> str:
-    m, s = report["machine"], report["settings"]
-    flags = ", ".join(k for k, v in (m.get("cpu_flags") or {}).items() if v) or "unknown"
-    lines = ["# Throughput", ""]
-    if command:
-        lines += ["Command:", "", "```", command, "```", ""]
+    from ssdtrt.bench.markdown import md_table, report_head
+
+    s = report["settings"]
+    lines = report_head("Throughput", command, report["machine"])
     lines += [
-        f"Machine: {m.get('cpu_model')} ({m.get('cpu_cores')} cores; flags: {flags}), {m.get('memory_gib')} GiB. "
-        f"{m.get('platform')}; ssdtrt {m.get('ssdtrt_commit')}.",
-        "",
         f"Settings: {s['seconds']} s pipeline + {s['seconds']} s bare, alternated in {s.get('rounds', 1)} rounds, per model after "
         f"{s['warmup_seconds']} s warm-up; images from `{s['data']}` ({len(report['image_sizes_hw'])} decoded images "
         f"cycled{', resized to %dx%d' % tuple(s['image_size_hw']) if s.get('image_size_hw') else ''}); sequential = "
         f"`Detector.detect` in batches of {s['sequential_batch']} on a latency-mode runner.",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|---|" + "---:|" * (len(HEADER) - 1),
+        *md_table(HEADER, table_rows(report), numbers_right=True),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
     lines += [
         "",
         "pipeline = `Detector.stream` (decoded RGB image in → detections in pixels out, decode/pre/post beside "

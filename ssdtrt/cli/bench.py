@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption, NoVerifyOption
+from ssdtrt.cli.common import DataOption, MarkdownOption, NoVerifyOption
 
 
 def register(app: typer.Typer) -> None:
@@ -34,26 +32,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench, name="bench")
 
 
-def _csv_ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{what}: expected comma-separated integers like 1,8, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise typer.BadParameter(f"{what}: expected positive integers, got {text!r}")
-    return values
-
-
-def _size_hw(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(f"--image-size: expected HEIGHTxWIDTH like 480x640, got {text!r}") from None
-    return h, w
-
-
 def latency_cmd(
     models: Annotated[list[Path], typer.Argument(help="Checkpoint (.pt), ONNX, OpenVINO .xml or TensorRT .plan; several to compare side by side.")],
     backend: Annotated[Optional[list[str]], typer.Option("--backend", help="Only these backends (repeatable): torch, onnxruntime, openvino, tensorrt.")] = None,  # noqa: UP007
@@ -68,28 +46,24 @@ def latency_cmd(
     image_size: Annotated[Optional[str], typer.Option("--image-size", help="Resize the decoded images to HEIGHTxWIDTH first (e.g. 480x640, camera-like); default: as stored.")] = None,  # noqa: UP007
     device: Annotated[str, typer.Option("--device", help="Device of the torch backend: cpu or cuda.")] = "cpu",
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,  # noqa: UP007
-    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table, machine and settings as markdown.")] = None,  # noqa: UP007
+    markdown_out: MarkdownOption = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of per-stage latency.")] = None,  # noqa: UP007
     no_verify: NoVerifyOption = False,
 ) -> int:
     """End-to-end and per-stage latency (preprocess, host-to-device, inference, device-to-host, postprocess) of
     every backend × precision × batch size, on the same decoded images in one process: p50 / p90 / p99 / mean,
     min–max and images per second. Warm-up excluded. Exit 1 if a model could not be read or a variant failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ssdtrt.bench.latency import LatencySettings, bench_variants, plan_variants
     from ssdtrt.bench.latency_report import markdown, plot, rich_table
     from ssdtrt.bench.machine import cpu_caveats
-    from ssdtrt.cli.common import console
+    from ssdtrt.cli.common import console, csv_ints, invoked_command, print_table, size_hw, task_bars, write_report_files
     from ssdtrt.core.errors import SSDTRTError
-    from ssdtrt.io.files import atomic_write_json, atomic_write_text
-    from ssdtrt.bench.record_paths import portable_record
 
     con, err = console(), console(stderr=True)
     settings = LatencySettings(
-        batch_sizes=_csv_ints(batch_sizes, "--batch-sizes"), warmup=warmup, iters=iters, max_seconds=max_seconds,
+        batch_sizes=csv_ints(batch_sizes, "--batch-sizes"), warmup=warmup, iters=iters, max_seconds=max_seconds,
         min_iters=min(min_iters, iters),
-        threads=threads, data=data, image_size_hw=_size_hw(image_size), device=device, verify_hash=not no_verify,
+        threads=threads, data=data, image_size_hw=size_hw(image_size), device=device, verify_hash=not no_verify,
     )
     variants, failed = [], 0
     for model in models:  # a bad model is one line; the others are still measured
@@ -103,32 +77,21 @@ def latency_cmd(
         if not failed:
             err.print("[red]error:[/] no variant could be measured (no backend / precision of these models matches here)")
         return 1
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        tasks: dict[tuple[str, int], int] = {}
-
-        def progress(label: str, batch: int, done: int, total: int) -> None:
-            key = (label, batch)
-            if key not in tasks:
-                tasks[key] = bar.add_task(f"{label} · batch {batch}", total=total)
-            bar.update(tasks[key], completed=done)
+    with task_bars(err) as update:
 
         def on_skip(label: str, reason: str) -> None:
             err.print(f"[yellow]skipped[/] {label}: {reason}")
 
-        report = bench_variants(variants, settings, progress=progress, on_skip=on_skip)
+        report = bench_variants(
+            variants, settings, on_skip=on_skip,
+            progress=lambda label, batch, done, total: update(f"{label} · batch {batch}", done, total),
+        )
     data_out = report.to_dict()
-    invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
-    command = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
-    data_out["command"] = command
-    data_out = portable_record(data_out)  # records hold paths relative to the repository
-    command = data_out["command"]
+    command = data_out["command"] = invoked_command()
     if not report.results:
         err.print("[red]error:[/] no variant could be measured (see the lines above)")
         return 1
-    if not con.is_terminal:  # a pipe or file: no terminal width to respect, keep the table readable
-        con.width = max(con.width, 140)
-    con.print(rich_table(data_out))
+    print_table(con, rich_table(data_out))
     for note in cpu_caveats(report.machine):
         con.print(f"[dim]note: this CPU has {note}[/]")
     for line in dict.fromkeys(f"{r.label}: {note}" for r in report.results for note in r.notes):  # once per variant
@@ -136,10 +99,6 @@ def latency_cmd(
     best = report.best(min(settings.batch_sizes))
     if best is not None:
         con.print(f"fastest at batch {best.batch_size}: [bold]{best.label}[/] — {best.stages['e2e'].p50:.2f} ms p50 end to end")
-    if json_out is not None:
-        con.print(f"JSON: {atomic_write_json(json_out, data_out)}")
-    if markdown_out is not None:
-        con.print(f"markdown: {atomic_write_text(markdown_out, markdown(data_out, command))}")
-    if plot_out is not None:
-        con.print(f"plot: {plot(data_out, plot_out)}")
+    write_report_files(con, data_out, json_out=json_out, markdown_out=markdown_out, plot_out=plot_out,
+                       markdown=lambda: markdown(data_out, command), plot=plot)
     return 1 if failed or report.skipped else 0

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption
+from ssdtrt.cli.common import DataOption, MarkdownOption
 
 
 def register_postprocess(bench_app: typer.Typer) -> None:
@@ -47,7 +45,7 @@ def postprocess_cmd(
     threads: Annotated[Optional[int], typer.Option("--threads", help="torch intra-op threads (default: torch's).")] = None,  # noqa: UP007
     seed: Annotated[int, typer.Option("--seed", help="Seed of the stress and random heads.")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report (machine, settings, results) as JSON.")] = None,  # noqa: UP007
-    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table, machine and settings as markdown.")] = None,  # noqa: UP007
+    markdown_out: MarkdownOption = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of p50 latency per case and batch.")] = None,  # noqa: UP007
 ) -> int:
     """Time ssdtrt's postprocess (torch CPU, torch CUDA when present, numpy) against torchvision's SSD
@@ -56,17 +54,14 @@ def postprocess_cmd(
 
     from ssdtrt.bench.postprocess import run_postprocess_bench
     from ssdtrt.bench.postprocess_cases import random_case, stress_case, trained_case
-    from ssdtrt.bench.postprocess_report import markdown, plot, rich_table
-    from ssdtrt.cli.bench import _csv_ints
-    from ssdtrt.cli.common import console
+    from ssdtrt.bench.postprocess_report import markdown, plot, rich_table, settings_line
+    from ssdtrt.cli.common import console, csv_ints, invoked_command, print_table, write_report_files
     from ssdtrt.core.config import get_preset
     from ssdtrt.core.errors import CheckpointError
-    from ssdtrt.io.files import atomic_write_json, atomic_write_text
-    from ssdtrt.bench.record_paths import portable_record
 
     con, err = console(), console(stderr=True)
     names = _cases(cases)
-    sizes = _csv_ints(batch_sizes, "--batch-sizes")
+    sizes = csv_ints(batch_sizes, "--batch-sizes")
     if settings not in ("torchvision", "preset"):
         raise typer.BadParameter(f"--settings: 'torchvision' or 'preset', got {settings!r}")
     if warmup < 0 or iters < 1:
@@ -100,16 +95,8 @@ def postprocess_cmd(
             threads=threads, progress=lambda desc: bar.update(task, advance=1, description=desc),
         )
     out = report.to_dict()
-    invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
-    command = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
-    out["command"] = command
-    out = portable_record(out)  # records hold paths relative to the repository
-    command = out["command"]
-    if not con.is_terminal:
-        con.width = max(con.width, 140)
-    con.print(rich_table(out))
-    from ssdtrt.bench.postprocess_report import settings_line
-
+    command = out["command"] = invoked_command()
+    print_table(con, rich_table(out))
     con.print(settings_line(out))
     for note in report.notes:
         con.print(f"[dim]note: {note}[/]")
@@ -119,10 +106,6 @@ def postprocess_cmd(
             f"{r.impl} on {r.case} batch {r.batch} ({r.ratio_vs_torchvision:.2f}×)" for r in slower))
     else:
         con.print("[green]every implementation is at least as fast as torchvision (p50)[/]")
-    if json_out is not None:
-        con.print(f"JSON: {atomic_write_json(json_out, out)}")
-    if markdown_out is not None:
-        con.print(f"markdown: {atomic_write_text(markdown_out, markdown(out, command))}")
-    if plot_out is not None:
-        con.print(f"plot: {plot(out, plot_out)}")
+    write_report_files(con, out, json_out=json_out, markdown_out=markdown_out, plot_out=plot_out,
+                       markdown=lambda: markdown(out, command), plot=plot)
     return 0

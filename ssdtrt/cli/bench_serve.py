@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,10 +42,7 @@ def serve_bench_cmd(
     """Closed-loop load through tritonclient at each concurrency: throughput, p50/p90/p99, failed and lost requests,
     the batch sizes Triton executed; and the in-process Detector's throughput on the same images for the ratio.
     Every level is bounded by --max-requests and --max-seconds. Exit 1 when a request failed or got lost."""
-    from ssdtrt.cli.bench import _csv_ints, _size_hw
-    from ssdtrt.cli.common import console
-    from ssdtrt.io.files import atomic_write_json, atomic_write_text
-    from ssdtrt.bench.record_paths import portable_record
+    from ssdtrt.cli.common import console, csv_ints, invoked_command, print_table, size_hw, write_report_files
     from ssdtrt.bench.serve import ServeBenchPlan, run_serve_bench
     from ssdtrt.bench.serve_load import LoadSettings
     from ssdtrt.bench.serve_load_report import markdown, plot, rich_table
@@ -56,30 +51,22 @@ def serve_bench_cmd(
         raise typer.BadParameter("give exactly one of MODEL, --url or --repository")
     if protocol not in ("grpc", "http"):
         raise typer.BadParameter(f"--protocol: grpc or http, not {protocol!r}")
-    load = LoadSettings(concurrency=_csv_ints(concurrency, "--concurrency"), max_requests=max_requests,
+    load = LoadSettings(concurrency=csv_ints(concurrency, "--concurrency"), max_requests=max_requests,
                         max_seconds=max_seconds, protocol=protocol, model_name=model_name)
     plan = ServeBenchPlan(
-        model=model, url=url, repository=repository, data=data, images=images, image_size_hw=_size_hw(image_size),
-        baseline_batch_sizes=_csv_ints(baseline_batch_sizes, "--baseline-batch-sizes") if baseline_batch_sizes and model else (),
+        model=model, url=url, repository=repository, data=data, images=images, image_size_hw=size_hw(image_size),
+        baseline_batch_sizes=csv_ints(baseline_batch_sizes, "--baseline-batch-sizes") if baseline_batch_sizes and model else (),
         baseline_seconds=baseline_seconds, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
         instances=instances, threads=threads, interleave_rounds=interleave, interleave_seconds=interleave_seconds,
         verify_hash=not no_verify,
     )
     err, con = console(stderr=True), console()
     report = run_serve_bench(plan, load, progress=lambda line: err.print(line, highlight=False))
-    invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
-    report["command"] = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
-    report = portable_record(report)  # records hold paths relative to the repository
-    if not con.is_terminal:
-        con.width = max(con.width, 140)
-    con.print(rich_table(report))
+    report["command"] = invoked_command()
+    print_table(con, rich_table(report))
     for line in report["summary"]:
         con.print(line)
-    if json_out is not None:
-        con.print(f"JSON: {atomic_write_json(json_out, report)}")
-    if markdown_out is not None:
-        con.print(f"markdown: {atomic_write_text(markdown_out, markdown(report))}")
-    if plot_out is not None:
-        con.print(f"plot: {plot(report, plot_out)}")
+    write_report_files(con, report, json_out=json_out, markdown_out=markdown_out, plot_out=plot_out,
+                       markdown=lambda: markdown(report), plot=plot)
     bad = sum(level["failed"] + level["lost"] for level in report["levels"])
     return 1 if bad else 0

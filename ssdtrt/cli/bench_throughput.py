@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption, NoVerifyOption
+from ssdtrt.cli.common import DataOption, MarkdownOption, NoVerifyOption
 
 
 def register_throughput(bench_app: typer.Typer) -> None:
@@ -28,54 +26,33 @@ def throughput_cmd(
     data: DataOption = "synthetic",
     image_size: Annotated[Optional[str], typer.Option("--image-size", help="Resize the decoded images to HEIGHTxWIDTH first (e.g. 480x640).")] = None,  # noqa: UP007
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON (a `results` list, one object per model).")] = None,  # noqa: UP007
-    markdown_out: Annotated[Optional[Path], typer.Option("--markdown", help="Write the table, machine and settings as markdown.")] = None,  # noqa: UP007
+    markdown_out: MarkdownOption = None,
     plot_out: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of pipeline / bare / sequential images/s.")] = None,  # noqa: UP007
     no_verify: NoVerifyOption = False,
 ) -> int:
     """Images per second and per-image latency p50/p90/p99 of the whole overlapped pipeline (decoded image in →
     detections in pixels out) per model, with the backend's bare throughput on the same model in the same process
     and their ratio. Exit 1 if a model could not be measured."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ssdtrt.bench.throughput import ThroughputSettings, bench_throughput
     from ssdtrt.bench.throughput_report import markdown, plot, rich_table
-    from ssdtrt.cli.bench import _size_hw
-    from ssdtrt.cli.common import console
-    from ssdtrt.io.files import atomic_write_json, atomic_write_text
-    from ssdtrt.bench.record_paths import portable_record
+    from ssdtrt.cli.common import console, invoked_command, print_table, size_hw, task_bars, write_report_files
 
     con, err = console(), console(stderr=True)
     settings = ThroughputSettings(
         seconds=seconds, warmup_seconds=warmup, rounds=rounds, requests=requests, batch_size=batch, backend=backend,
-        sequential=sequential, data=data, image_size_hw=_size_hw(image_size), verify_hash=not no_verify,
+        sequential=sequential, data=data, image_size_hw=size_hw(image_size), verify_hash=not no_verify,
     )
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
-        tasks: dict[tuple[str, str], int] = {}
-
-        def progress(label: str, phase: str, done: float, total: float) -> None:
-            key = (label, phase)
-            if key not in tasks:
-                tasks[key] = bar.add_task(f"{label} · {phase}", total=total)
-            bar.update(tasks[key], completed=min(done, total))
-
-        report = bench_throughput(models, settings, progress)
+    with task_bars(err, counts=False) as update:
+        report = bench_throughput(
+            models, settings, lambda label, phase, done, total: update(f"{label} · {phase}", done, total)
+        )
     for line in report.errors:
         err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
     if not report.results:
         return 1
     data_out = report.to_dict()
-    invoked_as_cli = Path(sys.argv[0]).name in ("ssdtrt", "app.py", "__main__.py")
-    command = "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug") if invoked_as_cli else None
-    data_out["command"] = command
-    data_out = portable_record(data_out)  # records hold paths relative to the repository
-    command = data_out["command"]
-    if not con.is_terminal:
-        con.width = max(con.width, 150)
-    con.print(rich_table(data_out))
-    if json_out is not None:
-        con.print(f"JSON: {atomic_write_json(json_out, data_out)}")
-    if markdown_out is not None:
-        con.print(f"markdown: {atomic_write_text(markdown_out, markdown(data_out, command))}")
-    if plot_out is not None:
-        con.print(f"plot: {plot(data_out, plot_out)}")
+    command = data_out["command"] = invoked_command()
+    print_table(con, rich_table(data_out), min_width=150)
+    write_report_files(con, data_out, json_out=json_out, markdown_out=markdown_out, plot_out=plot_out,
+                       markdown=lambda: markdown(data_out, command), plot=plot)
     return 1 if report.errors else 0

@@ -9,26 +9,22 @@ Readers, transforms and the torch loader are imported lazily (no cv2/torch impor
 
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
-from typing import Any
 
-from ssdtrt.data.types import DetectionDataset, Sample
 from ssdtrt.core.errors import DatasetError
+from ssdtrt.core.lazy import lazy_getattr, lazy_names
+from ssdtrt.data.types import DetectionDataset, Sample
 
 SPEC_FORMS = "'synthetic', 'voc:PATH' or 'coco:IMAGES_DIR:ANNOTATIONS_JSON'"
 
 _LAZY_MODULES = {"transforms", "synthetic", "voc", "coco", "loader", "images"}
-_LAZY_NAMES = {
-    "SyntheticShapes": "ssdtrt.data.synthetic",
-    "VOCDataset": "ssdtrt.data.voc",
-    "COCODataset": "ssdtrt.data.coco",
-    "TrainTransform": "ssdtrt.data.transforms",
-    "EvalTransform": "ssdtrt.data.transforms",
-    "TorchDetectionDataset": "ssdtrt.data.loader",
-    "collate": "ssdtrt.data.loader",
-    "make_loader": "ssdtrt.data.loader",
-}
+_LAZY_NAMES = lazy_names({
+    "ssdtrt.data.synthetic": ("SyntheticShapes",),
+    "ssdtrt.data.voc": ("VOCDataset",),
+    "ssdtrt.data.coco": ("COCODataset",),
+    "ssdtrt.data.transforms": ("TrainTransform", "EvalTransform"),
+    "ssdtrt.data.loader": ("TorchDetectionDataset", "collate", "make_loader"),
+})
 
 __all__ = ["DetectionDataset", "Sample", "open_dataset", "SPEC_FORMS", *sorted(_LAZY_NAMES), *sorted(_LAZY_MODULES)]
 
@@ -67,9 +63,4 @@ def open_dataset(spec: str, split: str = "train", *, size: int | None = None, se
     raise DatasetError(f"unknown dataset spec {spec!r}; use {SPEC_FORMS}")
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_MODULES:
-        return import_module(f"ssdtrt.data.{name}")
-    if name in _LAZY_NAMES:
-        return getattr(import_module(_LAZY_NAMES[name]), name)
-    raise AttributeError(f"module 'ssdtrt.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY_NAMES, _LAZY_MODULES)

@@ -26,9 +26,9 @@ def write_report(out_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    from ssdtrt.bench.markdown import md_table
+
+    return "\n".join(md_table(header, rows)) + "\n"
 
 
 def _variants(report: dict[str, Any]) -> str:
@@ -67,15 +67,11 @@ def _latency(report: dict[str, Any]) -> str:
 
 
 def _machine(report: dict[str, Any]) -> str:
-    from ssdtrt.bench.machine import cpu_caveats
+    from ssdtrt.bench.machine import cpu_caveats, machine_line
 
     m = report["machine"]
-    flags = ", ".join(f for f, on in (m.get("cpu_flags") or {}).items() if on) or "unknown"
-    gpus = ", ".join(g.get("name", "?") for g in m.get("gpus") or []) or "none"
-    pkgs = ", ".join(f"{k} {v}" for k, v in (m.get("packages") or {}).items())
-    return (f"- CPU: {m.get('cpu_model')} ({m.get('cpu_cores')} usable cores; {flags}), {m.get('memory_gib')} GiB; "
-            f"GPU: {gpus}\n- {m.get('platform')}, Python {m.get('python')}, ssdtrt {m.get('ssdtrt_commit')}\n"
-            f"- {pkgs}\n" + "".join(f"- {c}\n" for c in cpu_caveats(m)))
+    caveats = "".join(f"- {c}\n" for c in cpu_caveats(m))
+    return f"{machine_line(m)}\n" + (f"\nThis CPU has:\n\n{caveats}" if caveats else "")
 
 
 def markdown(report: dict[str, Any]) -> str:

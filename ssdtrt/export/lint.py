@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ssdtrt.core.errors import ManifestError
+from ssdtrt.export.lint_issue import LintIssue
+from ssdtrt.export.lint_qdq import lint_qdq
 
 if TYPE_CHECKING:
     import onnx
@@ -38,18 +40,6 @@ TRT_MAJORS = (10, 11)
 _AXES_INPUT = {"Slice": 3, "Unsqueeze": 1, "Squeeze": 1}  # op → index of an `axes` input that must be constant
 _REDUCE_OPS = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
                "ReduceProd", "ReduceSum", "ReduceSumSquare")
-
-
-@dataclass(frozen=True)
-class LintIssue:
-    severity: str  # error | warning
-    node: str  # node name (or "graph input X" / "graph output X" / "model")
-    op_type: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.node} ({self.op_type})" if self.op_type else self.node
-        return f"{self.severity}: {where}: {self.message}"
 
 
 @dataclass
@@ -159,9 +149,7 @@ def default_rules() -> list[LintRule]:
 
 
 def _qdq_rule(ctx: LintContext) -> list[LintIssue]:
-    """Q/DQ placement and fp16/fp32 rules (export/lint_qdq.py, imported here: it imports from this module)."""
-    from ssdtrt.export.lint_qdq import lint_qdq
-
+    """Q/DQ placement and fp16/fp32 rules (export/lint_qdq.py)."""
     return lint_qdq(ctx.proto, ctx.graph.consts)
 
 

@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ssdtrt.export.graph_regions import LAYOUT_OPS, GraphIndex, is_square, residual_input
+from ssdtrt.export.lint_issue import LintIssue
 
 if TYPE_CHECKING:
     import onnx
-
-    from ssdtrt.export.lint import LintIssue
 
 #: Targets the rules apply to; `reduce_range` weights are fine for OpenVINO on AVX2-only CPUs.
 TARGETS = ("tensorrt", "openvino")
@@ -48,8 +47,6 @@ def lint_qdq(proto: onnx.ModelProto, consts: dict[str, np.ndarray], *, target: s
 
 
 def _issue(severity: str, node: onnx.NodeProto, message: str) -> LintIssue:
-    from ssdtrt.export.lint import LintIssue
-
     return LintIssue(severity, node.name or f"<{node.op_type}>", node.op_type, message)
 
 

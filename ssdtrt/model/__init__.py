@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ssdtrt.core.lazy import lazy_getattr, lazy_names
 
-_LAZY = {
-    "SSD": "ssdtrt.model.ssd",
-    "build_model": "ssdtrt.model.ssd",
-    "build_backbone": "ssdtrt.model.backbones",
-    "save_checkpoint": "ssdtrt.model.checkpoint",
-    "load_checkpoint": "ssdtrt.model.checkpoint",
-    "load_model": "ssdtrt.model.checkpoint",
-    "import_weights": "ssdtrt.model.weights",
-}
+_LAZY = lazy_names({
+    "ssdtrt.model.ssd": ("SSD", "build_model"),
+    "ssdtrt.model.backbones": ("build_backbone",),
+    "ssdtrt.model.checkpoint": ("save_checkpoint", "load_checkpoint", "load_model"),
+    "ssdtrt.model.weights": ("import_weights",),
+})
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ssdtrt.model' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

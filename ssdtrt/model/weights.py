@@ -89,12 +89,15 @@ def _label_map_names(obj: Any, num_classes: int) -> tuple[str, ...] | None:
     return None
 
 
+def _require_keys(state: Mapping[str, torch.Tensor], prefix: str, source: str, what: str, other: str) -> None:
+    """CheckpointError unless some key starts with `prefix` (the file is `what`; `other` names the right --from)."""
+    if not any(k.startswith(prefix) for k in state):
+        raise CheckpointError(f"{source}: not {what} (no '{prefix}*' keys); {other}")
+
+
 def _rename_torchvision(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    if not any(k.startswith("backbone.features.") for k in state):
-        raise CheckpointError(
-            f"{source}: not a torchvision ssd300_vgg16 state dict (no 'backbone.features.*' keys); "
-            "for NVIDIA SSD300 checkpoints use --from nvidia"
-        )
+    _require_keys(state, "backbone.features.", source, "a torchvision ssd300_vgg16 state dict",
+                  "for NVIDIA SSD300 checkpoints use --from nvidia")
     out = {}
     for k, v in state.items():
         if k.startswith("head.regression_head.module_list."):
@@ -112,11 +115,8 @@ _NVIDIA_PRIOR_TABLES = ("compute_loss.", "postprocess.", "encoder.")
 
 
 def _rename_nvidia(state: Mapping[str, torch.Tensor], anchors: Sequence[int], source: str) -> dict[str, torch.Tensor]:
-    if not any(k.startswith("feature_extractor.feature_extractor.") for k in state):
-        raise CheckpointError(
-            f"{source}: not an NVIDIA SSD300 checkpoint (no 'feature_extractor.feature_extractor.*' keys); "
-            "for torchvision ssd300_vgg16 state dicts use --from torchvision"
-        )
+    _require_keys(state, "feature_extractor.feature_extractor.", source, "an NVIDIA SSD300 checkpoint",
+                  "for torchvision ssd300_vgg16 state dicts use --from torchvision")
     out = {}
     for k, v in state.items():
         if k.startswith("feature_extractor."):
