@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint-code clean gpu-check
+.PHONY: venv demo test test-quick lint-code clean gpu-check
 
 venv: $(VENV)/.stamp
 
@@ -18,6 +18,11 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The unit tier for the inner loop (under 2 min on 2 cores): everything but the `slow` and `integration` markers
+# (training runs, full-size models, whole commands in subprocesses, servers, the demo). `make test` runs them all.
+test-quick: venv
+	$(PY) -m pytest -q -m "not slow and not integration" $(PYTEST_ARGS)
 
 # Everything that needs CUDA / TensorRT, in <= 8 min, no internet; writes benchmarks/gpu/gpu-check.{json,md}.
 # Uses ./.venv when present (no install step: GPU boxes may be offline), else $(PYTHON).

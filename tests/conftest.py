@@ -73,3 +73,23 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = build_model("ssd-small").eval()
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.pt", model)
+
+
+#: a unit-tier test (no `slow` / `integration` marker) slower than this is named at the end of the run, so the quick
+#: tier (`make test-quick`) stays quick as tests are added
+UNIT_TIER_NOTICE_S = 10.0
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    if "not slow" not in (config.getoption("markexpr", "") or ""):
+        return
+    totals: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                totals[report.nodeid] = totals.get(report.nodeid, 0.0) + report.duration
+    slow = sorted(((s, n) for n, s in totals.items() if s > UNIT_TIER_NOTICE_S), reverse=True)
+    if slow:
+        terminalreporter.write_sep("-", f"unit-tier tests over {UNIT_TIER_NOTICE_S:.0f} s (mark them slow or integration?)")
+        for seconds, nodeid in slow:
+            terminalreporter.write_line(f"{seconds:6.1f} s  {nodeid}")

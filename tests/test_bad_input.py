@@ -203,6 +203,7 @@ def make_bad_inputs(folder: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.integration
 def test_cli_mix_of_good_and_bad(onnx_model: Path, tmp_path: Path) -> None:
     good = make_good_inputs(tmp_path / "good")
     bad = make_bad_inputs(tmp_path / "bad")
@@ -242,6 +243,7 @@ def test_cli_mix_of_good_and_bad(onnx_model: Path, tmp_path: Path) -> None:
     assert all(r["score"] > 0.05 and 1 <= r["category_id"] <= 6 and len(r["bbox"]) == 4 for r in records)
 
 
+@pytest.mark.integration
 def test_cli_all_good_exits_zero(onnx_model: Path, tmp_path: Path) -> None:
     good = make_good_inputs(tmp_path / "good")
     del good["big.jpg"]  # keep this one quick

@@ -39,6 +39,7 @@ def test_plan_variants_per_artifact_and_filters(small_checkpoint: Path, small_ra
         plan_variants([small_raw_onnx], backends=["tflite"])
 
 
+@pytest.mark.integration  # timed runs of every stage on two backends
 def test_bench_models_measures_every_stage(small_checkpoint: Path, small_raw_onnx: Path) -> None:
     report = bench_models([small_checkpoint, small_raw_onnx], TINY, precisions=["fp32"], backends=["torch", "onnxruntime"])
     assert report.skipped == []

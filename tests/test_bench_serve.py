@@ -14,6 +14,8 @@ pytest.importorskip("tritonclient.grpc")
 
 from ssdtrt.cli.app import main  # noqa: E402
 
+pytestmark = pytest.mark.integration  # starts `ssdtrt serve` and drives it over the network
+
 
 def test_bench_serve_writes_reports_and_stops_its_server(small_raw_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"

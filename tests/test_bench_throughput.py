@@ -11,6 +11,7 @@ import pytest
 from ssdtrt.cli.app import main
 
 
+@pytest.mark.integration  # a real timed run of the command
 def test_bench_throughput_json_and_plot(small_raw_onnx: Path, tmp_path: Path) -> None:
     out, png = tmp_path / "tp.json", tmp_path / "tp.png"
     args = ["bench", "throughput", str(small_raw_onnx), "--seconds", "0.6", "--warmup", "0.2", "--requests", "2",

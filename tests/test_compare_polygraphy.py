@@ -17,6 +17,8 @@ pytest.importorskip("polygraphy")
 
 from ssdtrt.cli.app import main  # noqa: E402
 
+pytestmark = pytest.mark.integration  # runs `polygraphy run` as a subprocess
+
 POLYGRAPHY = Path(sys.executable).with_name("polygraphy")
 
 

@@ -46,6 +46,7 @@ def test_train_items_reproducible_per_seed_epoch_index() -> None:
     assert np.isfinite(chw).all() and chw.shape == (3, 160, 160)
 
 
+@pytest.mark.integration  # DataLoader worker processes
 def test_collate_and_loader_workers_match_serial() -> None:
     spec = get_preset("ssd-small").preprocess
     ds = SyntheticShapes("train", size=10)

@@ -10,6 +10,8 @@ import pytest
 
 from ssdtrt.demo.job import DemoSettings, run_demo
 
+pytestmark = pytest.mark.integration  # the demo job end to end
+
 TINY = DemoSettings(train_epochs=1, train_images=64, calib_images=8, parity_images=4, bench_warmup=1, bench_iters=3, bench_max_seconds=0.5,
                     annotated_images=2)
 

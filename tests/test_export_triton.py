@@ -27,6 +27,8 @@ from ssdtrt.core.manifest import read_manifest  # noqa: E402
 from ssdtrt.serve import contract  # noqa: E402
 from ssdtrt.serve.tritonserver import TritonProcess  # noqa: E402
 
+pytestmark = pytest.mark.integration  # starts the bundled tritonserver on the written repositories
+
 K = 40
 ROOT = str(Path(__file__).resolve().parent.parent)
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from ssdtrt.core.config import get_preset  # noqa: E402
 from ssdtrt.core.errors import CheckpointError, ClassCountMismatchError  # noqa: E402
 from ssdtrt.model.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
-from ssdtrt.model.ssd import SSD, _count_outputs, build_model  # noqa: E402
+from ssdtrt.model.ssd import SSD, build_model  # noqa: E402
 from ssdtrt.core.priors import default_boxes  # noqa: E402
 
 
@@ -44,7 +44,8 @@ def test_ssd300_resnet50_forward_gives_8732_priors() -> None:
 
 def test_ssd300_vgg16_structure_and_prior_count() -> None:
     model = build_model("ssd300-vgg16")  # forward + torchvision parity run in test_weights.py
-    assert model.num_classes == 91 and _count_outputs(model) == 8732
+    # build_model refuses a network whose head count differs from its PriorSpec (test_build_rejects_spec_...)
+    assert model.num_classes == 91 and model.spec.priors.num_priors == 8732
     assert torch.equal(model.backbone.scale_weight.detach(), torch.full((512,), 20.0))  # L2Norm scale init
     assert sum(p.numel() for p in model.parameters()) == 35_641_826  # torchvision's ssd300_vgg16 meta num_params
 

@@ -39,7 +39,7 @@ def val_images() -> list[np.ndarray]:
     return [ds[i].image for i in range(N_IMAGES)]
 
 
-@pytest.fixture(scope="module", params=["fp32", "int8"])
+@pytest.fixture(scope="module", params=["fp32", pytest.param("int8", marks=pytest.mark.slow)])
 def case(
     request: pytest.FixtureRequest,
     small_checkpoint: Path,

@@ -28,6 +28,8 @@ from ssdtrt.core.manifest import (
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.integration  # whole commands in subprocesses, one per fault
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -271,15 +273,34 @@ def test_bench_latency_library_checks_the_hash_when_planning(small_raw_onnx: Pat
     assert [v.backend for v in plan_variants([model], ["onnxruntime"], verify_hash=False)] == ["onnxruntime"]
 
 
-@pytest.mark.parametrize("command", [("detect",), ("eval",), ("compare",), ("bench", "latency"), ("bench", "throughput"),
-                                     ("bench", "serve"), ("serve",), ("export-triton",)])
-def test_every_command_that_opens_a_model_has_no_verify(
-    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_eval_and_compare_refuse_a_corrupted_model_and_pass_no_verify_on(
+    command: str, small_raw_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The two commands not covered above: refused before any output is written; --no-verify runs them to a report
+    (detect, bench latency/throughput/serve, serve and export-triton have their own tests in this file)."""
     from ssdtrt.cli.app import main
 
-    assert main([*command, "--help"]) == 0
-    assert "--no-verify" in capsys.readouterr().out
+    model = corrupted_copy(small_raw_onnx, tmp_path / "m")
+    report = tmp_path / f"{command}.json"
+    if command == "eval":
+        args = ["eval", str(model), "--limit", "2", "--batch-size", "2", "--json", str(report)]
+    else:  # the intact export as reference, the corrupted copy as candidate
+        args = ["compare", str(small_raw_onnx), str(model), "--images", "2", "--batch-size", "2", "--json", str(report)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert "sha256" in errors[0] and str(model) in errors[0] and str(model.with_suffix(".json")) in errors[0]
+    assert not report.exists()
+    code = main([*args, "--no-verify"])  # the flipped byte lies in a weight: the model loads and runs
+    err = capsys.readouterr().err
+    assert "sha256" not in err and not [ln for ln in err.splitlines() if ln.startswith("error:")], err
+    assert report.is_file(), err
+    if command == "eval":
+        assert code == 0 and set(json.loads(report.read_text())) >= {"map", "map50"}
+    else:
+        assert code == (0 if json.loads(report.read_text())["passed"] else 1)  # exit code = the report's verdict
 
 
 def test_serve_refuses_a_corrupted_model_before_starting_triton(small_raw_onnx: Path, tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from ssdtrt.demo.training import GUARD_WARNING, reusable_checkpoint, train_check
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.integration  # the demo's training schedule, run twice
+
 #: the demo's schedule (same DemoSettings → same `train_config`), shortened: 2 epochs of 48 images (12 steps)
 SHORT = DemoSettings(train_epochs=2, train_images=48, eval_images=8)
 

@@ -25,6 +25,8 @@ from ssdtrt.core.manifest import read_manifest, verify_artifact
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.integration  # SIGKILLed export / build-engine processes
+
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STEPS = 12  # bound on exact kill points per command (an export has 4, an OpenVINO build 5)
 

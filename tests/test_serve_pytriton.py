@@ -25,6 +25,8 @@ from ssdtrt.core.manifest import read_manifest  # noqa: E402
 from ssdtrt.serve import contract  # noqa: E402
 from ssdtrt.serve.tritonserver import ServeProcess  # noqa: E402
 
+pytestmark = pytest.mark.integration  # starts `ssdtrt serve` (PyTriton's tritonserver) as a process
+
 K = 50
 
 

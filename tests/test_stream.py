@@ -53,6 +53,7 @@ def _sequential(detector: Detector, sources: list[Path]) -> list[tuple[str, obje
     return [(it.name, d) for it, d in zip(items, dets)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=pytest.mark.openvino)])
 def test_stream_equals_sequential_folder_and_video(small_raw_onnx: Path, media: dict[str, Path], backend: str) -> None:
     sources = [media[k] for k in ("im0", "im1", "clip", "im2", "im3", "im4", "im5")]
@@ -123,6 +124,7 @@ def test_errors_keep_their_place_or_raise(small_raw_onnx: Path, media: dict[str,
             list(det.stream(sources))
 
 
+@pytest.mark.integration
 def test_memory_is_bounded_by_depth_not_input_length(small_raw_onnx: Path, media: dict[str, Path]) -> None:
     """The reader never runs more than depth + the requests in flight ahead of the consumer, however long the
     input; after an early `break` every stream thread ends. (RSS over many images: benchmarks/throughput.)"""
@@ -185,6 +187,7 @@ def test_openvino_async_queue_equals_infer(small_raw_onnx: Path) -> None:
             bad.result(timeout=60)
 
 
+@pytest.mark.integration
 def test_cli_stream_equals_sequential(small_raw_onnx: Path, media: dict[str, Path], tmp_path: Path) -> None:
     from ssdtrt.cli.app import main
 

@@ -18,6 +18,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.integration  # subprocesses with `import torch` blocked
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ("cat", "dog", "car", "bus", "tree", "sign")
 

@@ -37,6 +37,7 @@ def test_lr_schedule_warmup_then_cosine() -> None:
     assert lr_at(1.0, 100, 1.0, 10, 0.01) == pytest.approx(0.01)
 
 
+@pytest.mark.slow
 def test_short_training_lowers_loss_and_writes_loadable_checkpoints(tmp_path: Path) -> None:
     from ssdtrt.model.checkpoint import load_checkpoint, load_model
 
@@ -58,6 +59,7 @@ def test_short_training_lowers_loss_and_writes_loadable_checkpoints(tmp_path: Pa
         assert torch.equal(v.cpu(), model.state_dict()[k]), k
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_epoch(tmp_path: Path) -> None:
     full = train(TrainConfig(out_dir=str(tmp_path / "full"), epochs=2, **TINY))
     with pytest.raises(KeyboardInterrupt):

@@ -73,6 +73,7 @@ def torchvision_ssd(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.
     return model, path
 
 
+@pytest.mark.slow
 def test_torchvision_vgg16_heads_and_detections_match(torchvision_ssd) -> None:  # noqa: ANN001
     ref, path = torchvision_ssd
     result = import_weights(path, "torchvision")
@@ -102,6 +103,7 @@ def test_torchvision_vgg16_heads_and_detections_match(torchvision_ssd) -> None: 
     )
 
 
+@pytest.mark.slow
 def test_torchvision_checkpoint_wrappers_and_new_class_count(torchvision_ssd, tmp_path: Path) -> None:  # noqa: ANN001
     ref, _ = torchvision_ssd
     wrapped = tmp_path / "wrapped.pth"  # torchvision references' train.py layout, saved from a DDP model
@@ -157,6 +159,7 @@ def nvidia_ssd(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Modul
     return ref, path
 
 
+@pytest.mark.slow
 def test_nvidia_resnet50_heads_and_detections_match(nvidia_ssd) -> None:  # noqa: ANN001
     ref, path = nvidia_ssd
     result = import_weights(path, "nvidia")

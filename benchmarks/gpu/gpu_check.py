@@ -425,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(), "available": {k: v or "yes" for k, v in check.missing.items()},
         "steps": [asdict(s) for s in check.steps],
     }
+    from ssdtrt.bench.record_paths import portable_record
+
+    report = portable_record(report, ROOT)  # records hold paths relative to the repository
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu-check.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     (args.out / "gpu-check.md").write_text(markdown(report))

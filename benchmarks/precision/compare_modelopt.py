@@ -1,14 +1,15 @@
 """ssdtrt's INT8/FP16 flow (onnxruntime.quantization + residual Q/DQ + fp16 float parts) vs NVIDIA modelopt's ONNX
 paths (`modelopt.onnx.quantization.quantize`, `modelopt.onnx.autocast.convert_to_mixed_precision`), on CPU.
 
-    PYTHONPATH=$PWD:/tmp/mo .venv/bin/python benchmarks/precision/compare_modelopt.py \
+    PYTHONPATH=$PWD:MODELOPT_DIR .venv/bin/python benchmarks/precision/compare_modelopt.py \
         --checkpoint runs/demo/train/best.pt --out benchmarks/precision
 
 Per graph: the placement rules (`ssdtrt lint`, residual Adds with a DQ residual, convs fed by DQ, the type of the
 float layers between, the tail after the head concatenation and L2 norms), export wall time (torch export included,
 same calibration images) for SSD300-ResNet50 / -VGG16 (random weights: time and graph rules only), and mAP of the
 demo checkpoint (nms graph, synthetic val) scored with ONNX Runtime's CPU EP. modelopt is imported from wherever
-PYTHONPATH finds it (see README: its [onnx] extra cannot go into the shared venv).
+PYTHONPATH finds it (MODELOPT_DIR: a `pip install --target` folder; see README: its [onnx] extra cannot go into the
+shared venv).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def main() -> None:
     from ssdtrt.data import open_dataset
     from ssdtrt.evaluate import evaluate
     from ssdtrt.export.calibration import CalibrationConfig, calibration_tensors
+    from ssdtrt.bench.record_paths import portable_path, portable_record
     from ssdtrt.io.files import atomic_write_json, atomic_write_text, sha256_file
     from ssdtrt.model.checkpoint import load_model
     from ssdtrt.model.ssd import build_model
@@ -169,7 +171,8 @@ def main() -> None:
         print(name, json.dumps({k: v for k, v in row.items() if k not in ("lint_first",)}), flush=True)
         path.unlink(missing_ok=True)
 
-    meta = {"checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256_file(args.checkpoint),
+    repo = Path(__file__).resolve().parents[2]  # records hold paths relative to the repository
+    meta = {"checkpoint": portable_path(args.checkpoint.absolute(), repo), "checkpoint_sha256": sha256_file(args.checkpoint),
             "python": platform.python_version(), "machine": platform.machine()}
     try:
         import modelopt
@@ -178,6 +181,7 @@ def main() -> None:
     except ImportError as err:
         meta["modelopt"] = f"not importable: {err}"
     args.out.mkdir(parents=True, exist_ok=True)
+    rows = portable_record(rows, repo)
     atomic_write_json(args.out / "modelopt_comparison.json", {"meta": meta, "rows": rows})
     cols = ["preset", "precision", "flow", "method", "export_s", "map", "map50", "residual_adds_quantized",
             "convs_dq_fed", "body_fp16_ops", "tail_fp32_ops", "l2norm_fp32", "lint_errors", "lint_warnings", "error"]

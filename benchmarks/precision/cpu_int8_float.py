@@ -45,6 +45,7 @@ def main() -> None:
     from ssdtrt.engines.openvino_builder import build_openvino
     from ssdtrt.export.calibration import CalibrationConfig
     from ssdtrt.export.onnx_export import export_checkpoint
+    from ssdtrt.bench.record_paths import portable_path
     from ssdtrt.io.files import atomic_write_json, atomic_write_text
     from ssdtrt.model.checkpoint import load_model
     from ssdtrt.preprocess.host import preprocess_images
@@ -81,7 +82,7 @@ def main() -> None:
         for r in runners.values():
             r.deactivate()
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "cpu_int8_float.json", {"checkpoint": str(args.checkpoint), "rows": rows})
+    atomic_write_json(args.out / "cpu_int8_float.json", {"checkpoint": portable_path(args.checkpoint.absolute(), Path(__file__).resolve().parents[2]), "rows": rows})
     lines = ["| --int8-float | runtime | mean abs err locs | mean abs err logits | p50 ms batch 1 |", "|---|---|---|---|---|"]
     lines += [f"| {r['float']} | {r['runtime']} | {r['mean_abs_err_locs']} | {r['mean_abs_err_logits']} | "
               f"{r['p50_ms_batch1']} |" for r in rows]

@@ -34,6 +34,7 @@ def main() -> None:
     from ssdtrt.export.calibration import CalibrationConfig, cache_dir_for
     from ssdtrt.export.lint import lint_onnx
     from ssdtrt.export.onnx_export import export_checkpoint
+    from ssdtrt.bench.record_paths import portable_record, portable_text
     from ssdtrt.io.files import atomic_write_json, atomic_write_text, sha256_file
     from ssdtrt.inference.detector import Detector
 
@@ -87,6 +88,8 @@ def main() -> None:
         "python": platform.python_version(), **_cpu(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    repo = Path(__file__).resolve().parents[2]  # records hold paths relative to the repository
+    meta, rows = portable_record(meta, repo), portable_record(rows, repo)
     atomic_write_json(args.out / "results.json", {"meta": meta, "rows": rows})
     lines = [
         "| variant | mAP@[.5:.95] | mAP@.5 | Δ mAP vs ONNX fp32 (pts) | size MB | lint |",

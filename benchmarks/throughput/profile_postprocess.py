@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--image-size", default="480x640")
     parser.add_argument("--baseline", default="405a8fd")
     args = parser.parse_args()
+    from ssdtrt.bench.record_paths import portable_text
     import ssdtrt.postprocess.host_numpy as pn
     from ssdtrt.compare import load_images
     from ssdtrt.inference.detector import Detector
@@ -104,7 +105,8 @@ def main() -> None:
         prof.disable()
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(10)
-        print("\n".join(line for line in buf.getvalue().splitlines() if line.strip())[:3000])
+        text = "\n".join(line for line in buf.getvalue().splitlines() if line.strip())[:3000]
+        print(portable_text(text, Path(__file__).resolve().parents[2]))  # cProfile names files by absolute path
 
 
 if __name__ == "__main__":

@@ -124,7 +124,9 @@ def main() -> None:
         "share_of_cores_used_by_pipeline": round(cpu_s / wall / cores, 3),
         "cpu_ms_per_image_by_thread": {k: round(v * 1e3 / count, 3) for k, v in sorted(by_thread.items()) if v > 0},
     }
-    text = json.dumps(report, indent=2)
+    from ssdtrt.bench.record_paths import portable_record
+
+    text = json.dumps(portable_record(report, Path(__file__).resolve().parents[2]), indent=2)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -86,6 +86,9 @@ def main() -> None:
         "folder_rss_mib": folder_rss, "video_rss_mib": video_rss,
         "rss_growth_1000_to_last": round(growth, 4), "within_10_percent": abs(growth) <= 0.10,
     }
+    from ssdtrt.bench.record_paths import portable_record
+
+    report = portable_record(report, Path(__file__).resolve().parents[2])  # paths relative to the repository
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

@@ -64,9 +64,11 @@ def size_hw(text: str | None, what: str = "--image-size") -> tuple[int, int] | N
 def invoked_command() -> str | None:
     """The command line as typed ('ssdtrt bench ...', without --debug) for a report to be re-run from; None when the
     command was not started from the console (e.g. `main([...])` in tests), where sys.argv says nothing about it."""
+    from ssdtrt.bench.record_paths import portable_text
+
     if Path(sys.argv[0]).name not in ("ssdtrt", "app.py", "__main__.py"):
         return None
-    return "ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug")
+    return portable_text("ssdtrt " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--debug"))  # repo-relative
 
 
 def print_table(con, table: object, min_width: int = 140) -> None:  # noqa: ANN001 - rich.Console
@@ -87,12 +89,14 @@ def write_report_files(
     plot: Callable[[dict[str, Any], Path], Path],
 ) -> None:
     """Write the report files asked for (JSON, markdown text from `markdown()`, PNG by `plot`), one line per file."""
+    from ssdtrt.bench.record_paths import portable_record, portable_text
     from ssdtrt.io.files import atomic_write_json, atomic_write_text
 
+    # records hold paths relative to the repository, never the recording machine's absolute paths
     if json_out is not None:
-        con.print(f"JSON: {atomic_write_json(json_out, report)}")
+        con.print(f"JSON: {atomic_write_json(json_out, portable_record(report))}")
     if markdown_out is not None:
-        con.print(f"markdown: {atomic_write_text(markdown_out, markdown())}")
+        con.print(f"markdown: {atomic_write_text(markdown_out, portable_text(markdown()))}")
     if plot_out is not None:
         con.print(f"plot: {plot(report, plot_out)}")
 
