@@ -191,19 +191,13 @@ def _diff(name: str, a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> 
 
 
 def compare_models(
-    a: Subject,
-    b: Subject,
-    images_rgb: list[np.ndarray],
-    *,
-    atol: float = 1e-4,
-    rtol: float = 1e-3,
-    min_match: float = 0.99,
-    batch_size: int = 8,
-    progress: Callable[[int], None] | None = None,
+    a: Subject, b: Subject, images_rgb: list[np.ndarray], *, batch_size: int = 8, **options: Any
 ) -> CompareReport:
-    """Run both subjects on the same images and measure how far apart they are."""
-    return compare_batches(a, b, preprocess_batches(images_rgb, a.spec, batch_size), atol=atol, rtol=rtol,
-                           min_match=min_match, progress=progress)
+    """Run both subjects on the same images and measure how far apart they are.
+
+    `options` are `compare_batches`' tolerances and progress callback (atol, rtol, min_match, progress).
+    """
+    return compare_batches(a, b, preprocess_batches(images_rgb, a.spec, batch_size), **options)
 
 
 def preprocess_batches(images_rgb: list[np.ndarray], spec: ModelSpec, batch_size: int = 8) -> list[np.ndarray]:
