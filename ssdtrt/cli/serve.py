@@ -82,8 +82,8 @@ def serve_env_cmd(
     from ssdtrt.serve import serve_env
 
     err = console(stderr=True)
-    env = serve_env.create(path or serve_env.default_serve_env(), progress=lambda m: err.print(m, highlight=False))
-    console().print(f"serving environment: {env} (ready)", highlight=False)
+    env = serve_env.create(path or serve_env.default_serve_env(), progress=lambda m: err.print(m, highlight=False, soft_wrap=True))
+    console().print(f"serving environment: {env} (ready)", highlight=False, soft_wrap=True)
 
 
 def _ready_serve_env(path: Path | None, err: Any) -> Path:
@@ -97,8 +97,8 @@ def _ready_serve_env(path: Path | None, err: Any) -> Path:
     needed = serve_env.stub_needs_own_env() or importlib.util.find_spec("pytriton") is None
     if needed and not serve_env.is_ready(env):
         err.print(f"first use of ssdtrt serve: setting up its serving environment at {env} "
-                  "(PyTriton; numpy<2 for Triton's stub, this environment keeps its numpy) — once", highlight=False)
-        serve_env.create(env, progress=lambda m: err.print(m, highlight=False))
+                  "(PyTriton; numpy<2 for Triton's stub, this environment keeps its numpy) — once", highlight=False, soft_wrap=True)
+        serve_env.create(env, progress=lambda m: err.print(m, highlight=False, soft_wrap=True))
     return env
 
 

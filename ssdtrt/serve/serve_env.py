@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 from collections.abc import Callable
@@ -86,7 +87,7 @@ def create(env: Path, progress: Callable[[str], None] | None = None) -> Path:
     if not python.is_file():
         say(f"creating the serving environment {env} (PyTriton + numpy<2 for Triton's python-backend stub)")
         _run([sys.executable, "-m", "venv", str(env)], "python -m venv")
-    say(f"installing {', '.join(REQUIREMENTS)} into it (once; about 300 MB from the package index)")
+    say(f"installing {', '.join(REQUIREMENTS)} into it (once; about 600 MB from the package index)")
     _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", *REQUIREMENTS], "pip install")
     (env / STAMP).write_text(json.dumps(wanted_stamp()) + "\n", encoding="utf-8")
     return env
@@ -117,6 +118,8 @@ def import_pytriton(env: Path | None = None) -> ModuleType:
     path = str(site_packages(env))
     if path not in sys.path:
         sys.path.append(path)
+    if str(env) not in site.PREFIXES:  # PyTriton looks for its bundled libraries only under a site prefix
+        site.PREFIXES.append(str(env))
     import pytriton
 
     return pytriton
