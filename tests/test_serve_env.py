@@ -4,7 +4,9 @@ numpy downgrade (pip's own resolver, `--dry-run --report`), the check catches a 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +81,20 @@ def test_serve_env_is_ready_only_when_completed_for_these_requirements(tmp_path:
     assert serve_env.is_ready(tmp_path)
     stamp.write_text("{not json")
     assert not serve_env.is_ready(tmp_path)
+
+
+def test_first_serve_says_what_it_sets_up_and_fails_in_one_line(small_raw_onnx: Path, tmp_path: Path) -> None:
+    """`ssdtrt serve` without its serving env announces the set-up; when that cannot be created (here: a path under
+    a file) the user gets one `error:` line saying so, no traceback, and no server."""
+    if not serve_env.stub_needs_own_env() and importlib.util.find_spec("pytriton") is not None:
+        pytest.skip("this environment serves without a serving env (numpy < 2 and PyTriton installed here)")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-m", "ssdtrt.cli.app", "serve", str(small_raw_onnx), "--serve-env",
+                           str(blocked / "env")], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "first use of ssdtrt serve" in proc.stderr and str(blocked / "env") in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "python -m venv failed" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
