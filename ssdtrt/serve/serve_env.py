@@ -79,7 +79,7 @@ def stub_needs_own_env() -> bool:
 def create(env: Path, progress: Callable[[str], None] | None = None) -> Path:
     """Create (or complete) the serving env with pip from the package index; BackendUnavailableError with pip's
     last lines when that fails (e.g. no network). Idempotent: a ready env is left as it is."""
-    env = Path(env)
+    env = Path(env).expanduser().absolute()
     if is_ready(env):
         return env
     say = progress or (lambda _msg: None)
@@ -110,7 +110,7 @@ def import_pytriton(env: Path | None = None) -> ModuleType:
         return pytriton
     except ImportError:
         pass
-    env = default_serve_env() if env is None else Path(env)
+    env = default_serve_env() if env is None else Path(env).expanduser().absolute()
     if not is_ready(env):
         raise BackendUnavailableError(
             f"ssdtrt serve needs its serving environment (PyTriton, numpy<2 for Triton's stub) at {env}: "
@@ -130,7 +130,7 @@ def stub_env(env: Path | None = None) -> Path | None:
     ready), None when the stub can share this environment."""
     if not stub_needs_own_env():
         return None
-    env = default_serve_env() if env is None else Path(env)
+    env = default_serve_env() if env is None else Path(env).expanduser().absolute()
     if not is_ready(env):
         raise BackendUnavailableError(
             f"this environment has numpy 2, which Triton 2.51's python-backend stub cannot read; it runs in the "
