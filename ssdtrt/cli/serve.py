@@ -93,7 +93,7 @@ def _ready_serve_env(path: Path | None, err: Any) -> Path:
 
     from ssdtrt.serve import serve_env
 
-    env = path.expanduser().absolute() if path else serve_env.default_serve_env()
+    env = serve_env.absolute(path) if path else serve_env.default_serve_env()
     needed = serve_env.stub_needs_own_env() or importlib.util.find_spec("pytriton") is None
     if needed and not serve_env.is_ready(env):
         err.print(f"first use of ssdtrt serve: setting up its serving environment at {env} "

@@ -48,6 +48,11 @@ def default_serve_env() -> Path:
     return cache / "ssdtrt" / f"serve-env-py{sys.version_info[0]}.{sys.version_info[1]}"
 
 
+def absolute(path: str | os.PathLike[str]) -> Path:
+    """Absolute and normalised, symlinks kept (Triton needs an absolute EXECUTION_ENV_PATH)."""
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
 def _python_version() -> str:
     return f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -79,7 +84,7 @@ def stub_needs_own_env() -> bool:
 def create(env: Path, progress: Callable[[str], None] | None = None) -> Path:
     """Create (or complete) the serving env with pip from the package index; BackendUnavailableError with pip's
     last lines when that fails (e.g. no network). Idempotent: a ready env is left as it is."""
-    env = Path(env).expanduser().absolute()
+    env = absolute(env)
     if is_ready(env):
         return env
     say = progress or (lambda _msg: None)
@@ -110,7 +115,7 @@ def import_pytriton(env: Path | None = None) -> ModuleType:
         return pytriton
     except ImportError:
         pass
-    env = default_serve_env() if env is None else Path(env).expanduser().absolute()
+    env = default_serve_env() if env is None else absolute(env)
     if not is_ready(env):
         raise BackendUnavailableError(
             f"ssdtrt serve needs its serving environment (PyTriton, numpy<2 for Triton's stub) at {env}: "
@@ -130,7 +135,7 @@ def stub_env(env: Path | None = None) -> Path | None:
     ready), None when the stub can share this environment."""
     if not stub_needs_own_env():
         return None
-    env = default_serve_env() if env is None else Path(env).expanduser().absolute()
+    env = default_serve_env() if env is None else absolute(env)
     if not is_ready(env):
         raise BackendUnavailableError(
             f"this environment has numpy 2, which Triton 2.51's python-backend stub cannot read; it runs in the "
