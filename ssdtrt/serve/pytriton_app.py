@@ -1,7 +1,7 @@
 """`ssdtrt serve`: a `Detector` bound into NVIDIA Triton (PyTriton's bundled `tritonserver`) with dynamic batching.
 
 A thin binding, not a second pipeline: every batch Triton forms is decoded row by row (a bad image only marks its
-own row) and the good images go through one `Detector.detect` call. PyTriton is imported lazily (serve extra).
+own row) and the good images go through one `Detector.detect` call. PyTriton is imported lazily (from the serving env).
 
 Set-up traps handled here: PyTriton's python-backend stub links libpython, so the running interpreter's LIBDIR goes
 on LD_LIBRARY_PATH; under numpy 2 the stub runs in the serving env (numpy < 2, `serve_env.py`) through the model's
