@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from ssdtrt.io.images import decode_image
 from ssdtrt.inference.detector import Detector
@@ -13,6 +16,29 @@ from ssdtrt.serve import contract
 
 BOX_ATOL_PX = 1e-2  # float32 through the wire is exact; batching may pick other kernels (tiny float differences)
 SCORE_ATOL = 1e-5
+
+
+def require_pytriton() -> None:
+    """Skip unless PyTriton imports (from this environment or the serving env `make serve-env` builds) and, under
+    numpy 2, the serving env for Triton's stub is ready."""
+    from ssdtrt.core.errors import BackendUnavailableError
+    from ssdtrt.serve.serve_env import import_pytriton, stub_env
+
+    try:
+        import_pytriton()
+        stub_env()
+    except BackendUnavailableError as err:
+        pytest.skip(str(err), allow_module_level=True)
+
+
+def bad_rows() -> dict[str, bytes]:
+    """Rows that are not a decodable image, each with a distinct reason `decode_image` names."""
+    jpeg = cv2.imencode(".jpg", np.full((64, 80, 3), 120, np.uint8))[1].tobytes()
+    bomb = bytearray(cv2.imencode(".png", np.zeros((2, 2, 3), np.uint8))[1].tobytes())
+    bomb[16:24] = struct.pack(">II", 100_000, 100_000)  # IHDR claims 10^10 pixels; CRC fixed up below
+    bomb[29:33] = struct.pack(">I", zlib.crc32(bytes(bomb[12:29])))
+    return {"not an image": b"these are not pixels", "empty": b"", "truncated": jpeg[: len(jpeg) // 2],
+            "bomb": bytes(bomb), "corrupt png": b"\x89PNG\r\n\x1a\n not really a png"}
 
 
 def encoded_images(n: int = 3, seed: int = 0) -> list[bytes]:

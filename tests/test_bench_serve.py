@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (pip install 'ssdtrt[serve]')")
 pytest.importorskip("tritonclient.grpc")
+
+from serve_helpers import require_pytriton  # noqa: E402
+
+require_pytriton()
 
 from ssdtrt.cli.app import main  # noqa: E402
 

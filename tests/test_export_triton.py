@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (pip install 'ssdtrt[serve]')")
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import text_format  # noqa: E402
 from serve_helpers import as_dict, assert_same, batch_sizes, encoded_images, reference, request  # noqa: E402
-from serve_helpers import assert_http_grpc_parity  # noqa: E402
+from serve_helpers import assert_http_grpc_parity, require_pytriton  # noqa: E402
+
+require_pytriton()
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from ssdtrt.cli.app import main  # noqa: E402

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from serve_helpers import require_pytriton
 
 from ssdtrt.core.errors import ManifestError
 from ssdtrt.core.manifest import (
@@ -304,7 +305,7 @@ def test_eval_and_compare_refuse_a_corrupted_model_and_pass_no_verify_on(
 
 
 def test_serve_refuses_a_corrupted_model_before_starting_triton(small_raw_onnx: Path, tmp_path: Path) -> None:
-    pytest.importorskip("pytriton")
+    require_pytriton()
     model = corrupted_copy(small_raw_onnx, tmp_path / "m")
     proc = cli("serve", str(model), "--http-port", "1", "--grpc-port", "1", "--metrics-port", "1")  # never bound
     assert_one_line_error(proc, str(model), "sha256", str(model.with_suffix(".json")))
@@ -315,7 +316,7 @@ class _Stop(Exception):
 
 
 def test_serve_no_verify_reaches_every_instance_detector(small_raw_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("pytriton")
+    require_pytriton()
     import ssdtrt.inference.detector
     import ssdtrt.serve.pytriton_app as app
     from ssdtrt.cli.app import main
@@ -388,7 +389,7 @@ def test_export_triton_refuses_a_corrupted_model_and_passes_no_verify_on(
 def test_bench_serve_refuses_a_corrupted_model_and_passes_no_verify_on(
     small_raw_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("pytriton")
+    require_pytriton()
     import ssdtrt.serve.tritonserver as tritonserver
     from ssdtrt.cli.app import main
     from ssdtrt.core.errors import SSDTRTError

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -15,11 +15,13 @@ MaxDetOption = Annotated[Optional[int], typer.Option("--max-detections", help="O
 MaxBatchOption = Annotated[int, typer.Option("--max-batch-size", min=1, help="Largest batch Triton's dynamic batcher forms.")]
 DelayOption = Annotated[int, typer.Option("--max-queue-delay-us", min=0, help="How long the dynamic batcher waits to fill a batch (microseconds).")]
 NameOption = Annotated[str, typer.Option("--model-name", help="Name clients call the model by.")]
+ServeEnvOption = Annotated[Optional[Path], typer.Option("--serve-env", help="Serving environment (PyTriton + numpy<2 for Triton's python-backend stub; default: $SSDTRT_SERVE_ENV, else ssdtrt-serve-env inside this venv). Created on first use.")]  # noqa: UP007
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_cmd)
     app.command("export-triton")(export_triton_cmd)
+    app.command("serve-env")(serve_env_cmd)
 
 
 def serve_cmd(
@@ -38,6 +40,7 @@ def serve_cmd(
     iou_threshold: IouOption = None,
     max_detections: MaxDetOption = None,
     no_verify: NoVerifyOption = False,
+    serve_env: ServeEnvOption = None,
 ) -> None:
     """Serve a model with NVIDIA Triton (PyTriton) and dynamic batching, over HTTP and gRPC, until Ctrl-C/SIGTERM.
 
@@ -51,13 +54,15 @@ def serve_cmd(
     options = {}
     if threads is not None:
         options = {"intra_op_threads": threads} if chosen == "onnxruntime" else {"num_threads": threads} if chosen == "openvino" else {}
+    err = console(stderr=True)
+    env = _ready_serve_env(serve_env, err)
     settings = ServeSettings(
         host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, model_name=model_name,
         max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us, instances=instances,
         score_threshold=score_threshold, iou_threshold=iou_threshold, max_detections=max_detections,
         backend=backend, runner_options=options, verify_hash=not no_verify,
+        serve_env=str(env),
     )
-    err = console(stderr=True)
 
     def ready() -> None:
         err.print(f"serving [bold]{model_name}[/] ({model.name}) — HTTP {host}:{http_port}, gRPC {host}:{grpc_port}, "
@@ -65,6 +70,36 @@ def serve_cmd(
 
     serve(model, settings, on_ready=ready)
     err.print("stopped")
+
+
+def serve_env_cmd(
+    path: Annotated[Optional[Path], typer.Option("--path", help="Where (default: $SSDTRT_SERVE_ENV, else ssdtrt-serve-env inside this venv, else ~/.cache/ssdtrt).")] = None,  # noqa: UP007
+) -> None:
+    """Create the serving environment `ssdtrt serve` runs Triton's side in: PyTriton and numpy<2 (Triton 2.51's
+    python-backend stub garbles tensors under numpy 2), so this environment keeps its numpy. Needs the package index
+    once; a ready one is left as it is."""
+    from ssdtrt.cli.common import console
+    from ssdtrt.serve import serve_env
+
+    err = console(stderr=True)
+    env = serve_env.create(path or serve_env.default_serve_env(), progress=lambda m: err.print(m, highlight=False, soft_wrap=True))
+    console().print(f"serving environment: {env} (ready)", highlight=False, soft_wrap=True)
+
+
+def _ready_serve_env(path: Path | None, err: Any) -> Path:
+    """The serving env `serve` will use, created here on first use (with a progress line) when PyTriton or the stub
+    needs it."""
+    import importlib.util
+
+    from ssdtrt.serve import serve_env
+
+    env = serve_env.absolute(path) if path else serve_env.default_serve_env()
+    needed = serve_env.stub_needs_own_env() or importlib.util.find_spec("pytriton") is None
+    if needed and not serve_env.is_ready(env):
+        err.print(f"first use of ssdtrt serve: setting up its serving environment at {env} "
+                  "(PyTriton; numpy<2 for Triton's stub, this environment keeps its numpy) — once", highlight=False, soft_wrap=True)
+        serve_env.create(env, progress=lambda m: err.print(m, highlight=False, soft_wrap=True))
+    return env
 
 
 def export_triton_cmd(

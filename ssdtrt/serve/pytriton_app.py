@@ -1,11 +1,13 @@
 """`ssdtrt serve`: a `Detector` bound into NVIDIA Triton (PyTriton's bundled `tritonserver`) with dynamic batching.
 
 A thin binding, not a second pipeline: every batch Triton forms is decoded row by row (a bad image only marks its
-own row) and the good images go through one `Detector.detect` call. PyTriton is imported lazily (serve extra).
+own row) and the good images go through one `Detector.detect` call. PyTriton is imported lazily (from the serving env).
 
 Set-up traps handled here: PyTriton's python-backend stub links libpython, so the running interpreter's LIBDIR goes
-on LD_LIBRARY_PATH; SIGTERM is turned into the same clean stop as Ctrl-C (in-flight requests answered, the
-`tritonserver` child stopped), because Python's default SIGTERM would leave that child running.
+on LD_LIBRARY_PATH; under numpy 2 the stub runs in the serving env (numpy < 2, `serve_env.py`) through the model's
+`EXECUTION_ENV_PATH` while this process keeps numpy 2; SIGTERM is turned into the same clean stop as Ctrl-C
+(in-flight requests answered, the `tritonserver` child stopped), because Python's default SIGTERM would leave that
+child running.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,8 @@ LOG = logging.getLogger("ssdtrt.serve")
 class ServeSettings:
     """What `ssdtrt serve` exposes (the CLI options). The defaults are Triton's usual ports on 127.0.0.1 only;
     `runner_options` go to each instance's runner (e.g. intra_op_threads / num_threads); `verify_hash`: check the
-    model's sha256 against its manifest when each instance opens it (the size is always checked)."""
+    model's sha256 against its manifest when each instance opens it (the size is always checked); `serve_env`: the
+    serving env (PyTriton, numpy<2 for Triton's stub; None = `serve_env.default_serve_env()`)."""
 
     host: str = "127.0.0.1"
     http_port: int = 8000
@@ -46,6 +50,7 @@ class ServeSettings:
     backend: str | None = None
     runner_options: dict[str, Any] = field(default_factory=dict)
     verify_hash: bool = True
+    serve_env: str | None = None
 
 
 def ensure_libpython_on_ld_path(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -96,13 +101,16 @@ def make_infer_func(detector: Any, max_detections: int) -> Callable[[list[Any]],
 
 def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: Callable[[], None] | None = None) -> None:
     """Open `settings.instances` Detectors on `model`, bind them into PyTriton and block until SIGINT/SIGTERM."""
+    from ssdtrt.serve import serve_env
+
+    env = Path(settings.serve_env) if settings.serve_env else None
+    serve_env.import_pytriton(env)
+    stub_env = serve_env.stub_env(env)
     try:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
     except ImportError as err:
-        raise BackendUnavailableError(
-            f"ssdtrt serve needs PyTriton ({err.name or err}): pip install 'ssdtrt[serve]' (numpy<2 is required by it)"
-        ) from None
+        raise BackendUnavailableError(f"ssdtrt serve: PyTriton does not import ({err}): run `ssdtrt serve-env`") from None
     from ssdtrt.inference.detector import Detector
     from ssdtrt.postprocess.settings import override_values
 
@@ -150,7 +158,7 @@ def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: C
                 config=config,
                 strict=False,
             )
-            _publish_class_names(triton, detectors[0].class_names)
+            _set_model_parameters(triton, detectors[0].class_names, stub_env)
             triton.run()
             if on_ready is not None:
                 on_ready()
@@ -171,8 +179,9 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _publish_class_names(triton: Any, class_names: Sequence[str]) -> None:
-    """Put the class names into the bound model's config parameters (`class_names`, a JSON list).
+def _set_model_parameters(triton: Any, class_names: Sequence[str], stub_env: Path | None) -> None:
+    """Put the class names into the bound model's config parameters (`class_names`, a JSON list) and, when the stub
+    needs its own env, `EXECUTION_ENV_PATH` (Triton's python backend sources its bin/activate before the stub).
 
     PyTriton's public ModelConfig has no free parameters; the config it generates keeps `backend_parameters`, so
     they are added there and the config (written at `bind`) is generated again before `run()` loads it."""
@@ -182,5 +191,7 @@ def _publish_class_names(triton: Any, class_names: Sequence[str]) -> None:
     for model in getattr(manager, "models", []):
         config = model._get_triton_model_config()
         config.backend_parameters[contract.CLASS_NAMES_PARAMETER] = contract.class_names_json(class_names)
+        if stub_env is not None:
+            config.backend_parameters["EXECUTION_ENV_PATH"] = str(stub_env)
         if store is not None:
             model.generate_model(store)

@@ -46,7 +46,9 @@ def repository_readme(model: Path, manifest: Manifest, s: Any, names: dict[str, 
         + (", onnxruntime or openvino" if s.detector == "python" else "")
         + "). In an NVIDIA Triton container: `pip install ssdtrt` into the container's python (or pack an environment "
         "and point the models' `EXECUTION_ENV_PATH` parameter at it). The parameter `ssdtrt_path` "
-        f"(`{s.ssdtrt_path or 'empty'}`) is put on `sys.path` only when that folder exists.",
+        f"(`{s.ssdtrt_path or 'empty'}`) is put on `sys.path` only when that folder exists. A python backend built "
+        "with pybind11 < 2.12 (tritonserver 2.51 and older, e.g. the one PyTriton 0.7 bundles) garbles tensors under "
+        "numpy 2: there, give the python models an environment with numpy < 2 (`ssdtrt serve-env` builds one).",
         "",
         "## Run",
         "",

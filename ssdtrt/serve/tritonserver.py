@@ -1,9 +1,10 @@
 """Start PyTriton's bundled `tritonserver` (python backend only) against a model repository, and stop it by PID.
 
 For `ssdtrt bench serve --repository`, the tests of `export-triton` and local trials. The stub gets the same set-up
-PyTriton gives it: this interpreter's bin/ first on PATH (the stub's embedded Python then finds this environment's
-site-packages; it ignores PYTHONPATH), its LIBDIR and PyTriton's bundled libraries on LD_LIBRARY_PATH, and the stub
-built for this Python version in a private backend folder.
+PyTriton gives it: an environment's bin/ first on PATH (the stub's embedded Python then finds that environment's
+site-packages; it ignores PYTHONPATH) — this interpreter's, or the serving env (numpy < 2) when this one has numpy 2
+(`serve_env.stub_env`) —, the LIBDIR and PyTriton's bundled libraries on LD_LIBRARY_PATH, and the stub built for this
+Python version in a private backend folder.
 """
 
 from __future__ import annotations
@@ -42,11 +43,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _pytriton_dist() -> tuple[Path, Path]:
     """(tritonserver folder, bundled shared libraries) of the installed nvidia-pytriton wheel."""
-    try:
-        import pytriton
-    except ImportError:
-        raise BackendUnavailableError("tritonserver comes with PyTriton: pip install 'ssdtrt[serve]'") from None
-    root = Path(pytriton.__file__).parent
+    from ssdtrt.serve.serve_env import import_pytriton
+
+    root = Path(import_pytriton().__file__).parent
     return root / "tritonserver", root.parent / "nvidia_pytriton.libs"
 
 
@@ -86,7 +85,11 @@ class TritonProcess:
         env = dict(os.environ)
         ensure_libpython_on_ld_path(env)
         env["LD_LIBRARY_PATH"] = os.pathsep.join([env["LD_LIBRARY_PATH"], str(libs)])
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        from ssdtrt.serve.serve_env import stub_env
+
+        stub_python = stub_env()
+        python_bin = stub_python / "bin" if stub_python is not None else Path(sys.executable).parent
+        env["PATH"] = os.pathsep.join([str(python_bin), env.get("PATH", "")])
         self.log_path = self._workdir / "tritonserver.log"
         cmd = [
             str(dist / "bin" / "tritonserver"), f"--model-repository={self.repository}",
