@@ -33,3 +33,15 @@ def settings(params):
         if params.get(key, ""):
             out[key] = cast(params[key])
     return out
+
+
+def load_stages(args, with_settings=False):
+    """(ssdtrt.serve.contract, the manifest's ModelStages) for a pre- or postprocess step of the ensemble;
+    `with_settings` applies the repository's postprocess overrides (the postprocess step needs them)."""
+    params, _ = parameters(args)
+    import_ssdtrt(params)
+    from ssdtrt.serve import contract
+    from ssdtrt.serve.stages import stage_detector
+
+    manifest = os.path.join(version_dir(args), "manifest.json")
+    return contract, stage_detector(manifest, settings(params) if with_settings else None)

@@ -13,14 +13,7 @@ import ssdtrt_triton  # noqa: E402
 
 class TritonPythonModel:
     def initialize(self, args):
-        params, config = ssdtrt_triton.parameters(args)
-        ssdtrt_triton.import_ssdtrt(params)
-        from ssdtrt.serve import contract
-        from ssdtrt.serve.stages import stage_detector
-
-        self.contract = contract
-        self.detector = stage_detector(os.path.join(ssdtrt_triton.version_dir(args), "manifest.json"),
-                                       ssdtrt_triton.settings(params))
+        self.contract, self.detector = ssdtrt_triton.load_stages(args, with_settings=True)
         self.k = self.detector.settings.max_detections
         self.net_outputs = [t.name for t in self.detector.manifest.outputs]
 
