@@ -1,0 +1,171 @@
+"""Postprocess inside the OpenVINO graph: softmax + `DetectionOutput` (opset 8, Caffe SSD semantics) appended to a
+raw-heads model, so the engine hands back detections instead of 2.8 MB of logits.
+
+    model = append_detection_output(ov.Core().read_model("m_raw.xml"), spec, settings)
+
+The op (checked against OpenVINO's CPU implementation and measured in `tests/test_openvino_graph.py`):
+scores must be `> confidence_threshold`; `top_k` keeps the best per class before NMS (ties by lower prior index);
+greedy NMS per class, IoU `> nms_threshold` suppresses (float32, torchvision's formula on the clipped boxes);
+`keep_top_k` cuts each image to its best (ties by lower prior index); output `[1, 1, N * keep_top_k, 7]` rows
+(image, label, score, x1, y1, x2, y2) grouped by image and class, not sorted by score, ended by a row whose image
+id is -1 when not full (`parse_detection_output` sorts and cuts).
+
+Our semantics the op lacks are built in front of it, exactly:
+- the exponent clamp of `decode` (exp argument <= WH_EXP_CLAMP): the w/h offsets are clamped at
+  WH_EXP_CLAMP / variance before the op multiplies them by the variance;
+- a minimum box size (the R50 preset's 1/300): the graph decodes and clips the boxes with `decode`'s formula and
+  zeroes the class probabilities of priors whose box is smaller, so they never pass the threshold. The host applies
+  the per-class top-k first and the size test second; both orders agree unless a top-k cap binds, so a build with
+  both a minimum size and a per-class cap is refused (`EngineBuildError`).
+The op decodes from corner-form priors (width = x2 - x1), one rounding away from our (cx, cy, w, h) priors: boxes
+differ by float32 rounding (~1e-7), far inside the parity tolerance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.core.boxes import cxcywh_to_xyxy
+from ssdtrt.core.codec import WH_EXP_CLAMP
+from ssdtrt.core.config import ModelSpec, PostprocessSpec, per_class_cap
+from ssdtrt.core.detections import Detections
+from ssdtrt.core.errors import EngineBuildError
+from ssdtrt.core.priors import default_boxes
+
+#: Name of the appended model's one output.
+DETECTIONS_OUTPUT = "detections"
+#: Values per output row: image id, label, score, x1, y1, x2, y2.
+ROW_SIZE = 7
+
+
+def detection_output_attrs(settings: PostprocessSpec, num_classes: int) -> dict[str, Any]:
+    """The op's attributes for our postprocess settings (class count comes from the input shapes)."""
+    cap = per_class_cap(settings.topk_candidates, settings.candidates_per_class)
+    return {
+        "background_label_id": 0,
+        "top_k": -1 if cap is None else int(cap),
+        "variance_encoded_in_target": False,
+        "keep_top_k": [int(settings.max_detections)],
+        "code_type": "caffe.PriorBoxParameter.CENTER_SIZE",
+        "share_location": True,
+        "nms_threshold": float(settings.iou_threshold),
+        "confidence_threshold": float(settings.score_threshold),
+        "clip_after_nms": False,
+        "clip_before_nms": True,
+        "decrease_label_id": False,
+        "normalized": True,
+        "input_height": 1,
+        "input_width": 1,
+        "objectness_score": 0.0,
+    }
+
+
+def proposals(priors_cxcywh: np.ndarray, variances: tuple[float, ...]) -> np.ndarray:
+    """The op's proposals input [1, 2, P * 4]: corner-form priors, then the variance row."""
+    corners = cxcywh_to_xyxy(np.asarray(priors_cxcywh, dtype=np.float32)).astype(np.float32)
+    var = np.tile(np.asarray(variances, dtype=np.float32), (corners.shape[0], 1))
+    return np.stack([corners.reshape(-1), var.reshape(-1)])[None]
+
+
+def check_settings(settings: PostprocessSpec) -> None:
+    """Refuse settings the graph cannot reproduce exactly (see the module docstring)."""
+    if settings.min_size > 0 and per_class_cap(settings.topk_candidates, settings.candidates_per_class) is not None:
+        raise EngineBuildError(
+            "postprocess in the engine: a minimum box size together with a per-class top-k cannot be reproduced "
+            "exactly (the host caps before the size test); build with --postprocess host"
+        )
+    if settings.max_detections < 1:
+        raise EngineBuildError(f"max_detections must be >= 1 for DetectionOutput, got {settings.max_detections}")
+
+
+def append_detection_output(
+    model: Any, spec: ModelSpec, settings: PostprocessSpec, *, locs: str = "locs", logits: str = "logits"
+) -> Any:
+    """A new `ov.Model` with the raw-heads model's inputs and one output `detections` [1, 1, N * K, 7].
+
+    Built on the heads' producers (`result.input_value(0)`): wiring the op to the Result nodes' own ports makes
+    the CPU plugin refuse the model ("cannot find op locs/sink_port_0").
+    """
+    import openvino as ov
+    import openvino.opset8 as ops
+
+    check_settings(settings)
+    heads = {name: _producer(model, name) for name in (locs, logits)}
+    num_classes = int(heads[logits].get_partial_shape()[2].get_length())
+    priors = default_boxes(spec)
+    loc_src = heads[locs]
+    probs = ops.softmax(heads[logits], -1)
+    if settings.min_size > 0:
+        big = _box_big_enough(ops, loc_src, priors, spec.variances, settings.min_size)
+        probs = ops.select(ops.unsqueeze(big, -1), probs, np.float32(0.0))
+    ceiling = np.asarray([np.inf, np.inf, *(WH_EXP_CLAMP / v for v in spec.variances[2:])], dtype=np.float32)
+    loc_clamped = ops.minimum(loc_src, ceiling)
+    flat = np.asarray([0, -1], dtype=np.int64)
+    det = ops.detection_output(
+        ops.reshape(loc_clamped, flat, special_zero=True),
+        ops.reshape(probs, flat, special_zero=True),
+        ops.constant(proposals(priors, spec.variances)),
+        detection_output_attrs(settings, num_classes),
+        name="postprocess/detection_output",
+    )
+    result = ops.result(det)
+    result.output(0).get_tensor().set_names({DETECTIONS_OUTPUT})
+    det.output(0).get_tensor().set_names({DETECTIONS_OUTPUT})
+    out = ov.Model([result], model.get_parameters(), f"{model.get_friendly_name()}_detection_output")
+    out.validate_nodes_and_infer_types()
+    return out
+
+
+def _producer(model: Any, name: str) -> Any:
+    for port in model.outputs:
+        if name in port.get_names():
+            return port.get_node().input_value(0)
+    raise EngineBuildError(f"the model has no output {name!r} (outputs: {[p.get_any_name() for p in model.outputs]})")
+
+
+def _box_big_enough(ops: Any, locs: Any, priors: np.ndarray, variances: tuple[float, ...], min_size: float) -> Any:
+    """[N, P] bool: the prior's decoded, clipped box has width and height >= min_size, with `decode`'s formula
+    (`ssdtrt.core.codec.decode`, then clip to [0, 1]) in the same operation order."""
+    l0, l1, l2, l3 = (ops.squeeze(part, -1) for part in ops.split(locs, -1, 4).outputs())
+    pcx, pcy, pw, ph = (np.ascontiguousarray(priors[:, i]) for i in range(4))
+    v = [np.float32(x) for x in variances]
+    cx = ops.add(ops.multiply(ops.multiply(l0, v[0]), pw), pcx)
+    cy = ops.add(ops.multiply(ops.multiply(l1, v[1]), ph), pcy)
+    w = ops.multiply(ops.exp(ops.minimum(ops.multiply(l2, v[2]), np.float32(WH_EXP_CLAMP))), pw)
+    h = ops.multiply(ops.exp(ops.minimum(ops.multiply(l3, v[3]), np.float32(WH_EXP_CLAMP))), ph)
+    half_w, half_h = ops.multiply(w, np.float32(0.5)), ops.multiply(h, np.float32(0.5))
+    clip = lambda x: ops.clamp(x, 0.0, 1.0)  # noqa: E731
+    width = ops.subtract(clip(ops.add(cx, half_w)), clip(ops.subtract(cx, half_w)))
+    height = ops.subtract(clip(ops.add(cy, half_h)), clip(ops.subtract(cy, half_h)))
+    size = np.float32(min_size)
+    return ops.logical_and(ops.greater_equal(width, size), ops.greater_equal(height, size))
+
+
+def parse_detection_output(
+    rows: np.ndarray, n_images: int, *, score_threshold: float | None = None, max_detections: int | None = None
+) -> list[Detections]:
+    """The op's `[1, 1, R, 7]` output → Detections per image in host order (score descending; ties by class, then
+    the op's order inside a class, which is the host's rank order), optionally re-thresholded / cut.
+
+    Rows end at the first image id -1 (or at R when full); the op cuts each image to keep_top_k already.
+    """
+    flat = np.asarray(rows, dtype=np.float32).reshape(-1, ROW_SIZE)
+    ends = np.flatnonzero(flat[:, 0] < 0)
+    flat = flat[: ends[0] if ends.size else flat.shape[0]]
+    if score_threshold is not None:
+        flat = flat[flat[:, 2] > np.float32(score_threshold)]
+    img = flat[:, 0].astype(np.int64)
+    if img.size and (img.min() < 0 or img.max() >= n_images):
+        raise ValueError(f"DetectionOutput rows name image {int(img.max())} of a batch of {n_images}")
+    order = np.lexsort((-flat[:, 2], img))  # stable: class-grouped op order breaks score ties
+    flat, img = flat[order], img[order]
+    counts = np.bincount(img, minlength=n_images)
+    if max_detections is not None:
+        starts = np.cumsum(counts) - counts
+        keep = (np.arange(img.size) - starts[img]) < max_detections
+        flat, img = flat[keep], img[keep]
+        counts = np.bincount(img, minlength=n_images)
+    parts = np.split(flat, np.cumsum(counts)[:-1])
+    return [Detections(p[:, 3:7].copy(), p[:, 2].copy(), p[:, 1].astype(np.int64)) for p in parts]

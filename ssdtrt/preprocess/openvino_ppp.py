@@ -1,0 +1,60 @@
+"""Preprocess inside the OpenVINO graph (`PrePostProcessor`): the engine takes what the image reader decoded —
+uint8, NHWC, the reader's channel order (RGB) — and converts type, layout, colour and normalization itself; the
+steps are saved in the IR.
+
+    model = add_uint8_input(ov.Core().read_model("m_raw.xml"), spec.preprocess)
+
+Normalization is a custom step with exactly `ssdtrt.preprocess.host.normalize_batch`'s arithmetic
+(x * (1 / (255 std)) - mean / std in float32), so the engine sees the same numbers the host path feeds (see
+`tests/test_openvino_graph.py`). Resize stays on the host by default (`resize=False`: the input is the network
+size); `resize=True` adds PrePostProcessor's linear resize from any H x W (measured against cv2.resize in
+`benchmarks/postprocess/placement_parity.py`; OpenCV's and OpenVINO's bilinear kernels differ at pixel level).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ssdtrt.core.config import Preprocess
+
+#: The reader's channel order (`ssdtrt.io.images` decodes to RGB).
+READER_ORDER = "RGB"
+
+
+def normalization_constants(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) per channel, float32, as `normalize_batch` computes them: x * scale - shift."""
+    std = np.asarray(spec.std, dtype=np.float32)
+    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    shift = (np.asarray(spec.mean, dtype=np.float32) / std).astype(np.float32)
+    return scale, shift
+
+
+def add_uint8_input(model: Any, spec: Preprocess, *, resize: bool = False, reader_order: str = READER_ORDER) -> Any:
+    """The model with its one image input turned into uint8 NHWC in `reader_order` (the model's NCHW float input,
+    normalized per `spec`, is computed in the graph). `resize`: accept any H x W and resize linearly in the graph."""
+    import openvino as ov
+    import openvino.opset8 as ops
+    from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
+
+    ppp = PrePostProcessor(model)
+    inp = ppp.input()
+    inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(_color(ColorFormat, reader_order))
+    if resize:
+        inp.tensor().set_spatial_dynamic_shape()
+    inp.model().set_layout(ov.Layout("NCHW"))
+    steps = inp.preprocess()
+    steps.convert_element_type(ov.Type.f32)
+    if spec.channel_order != reader_order:
+        steps.convert_color(_color(ColorFormat, spec.channel_order))
+    if resize:
+        steps.resize(ResizeAlgorithm.RESIZE_LINEAR, spec.height, spec.width)
+    scale, shift = normalization_constants(spec)
+    # NHWC at this point (the layout conversion comes last): per-channel constants broadcast over the last axis
+    steps.custom(lambda node: ops.subtract(ops.multiply(node, scale), shift).output(0))
+    return ppp.build()
+
+
+def _color(color_format: Any, order: str) -> Any:
+    return {"RGB": color_format.RGB, "BGR": color_format.BGR}[order]
