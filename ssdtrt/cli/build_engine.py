@@ -73,16 +73,16 @@ def build_engine_cmd(
                      "IR is kept beside an engine build as <name>-heads.xml."),
     ] = None,
     input_format: Annotated[
-        InputFormat,
+        Optional[InputFormat],  # noqa: UP007
         typer.Option("--input", help="OpenVINO: float32-nchw (host normalizes) or uint8-nhwc (the decoded RGB image "
-                     "at network size; type, layout and normalization in the IR)."),
-    ] = InputFormat.float32_nchw,
+                     "at network size; type, layout and normalization in the IR). Default: the ONNX's input."),
+    ] = None,
 ) -> None:
     """Build a deployable engine from an exported ONNX (precision comes from the ONNX: fp32, fp16 or int8 Q/DQ)."""
     from ssdtrt.cli.common import console
 
     con = console()
-    if backend is EngineBackend.tensorrt and (postprocess is not None or input_format is not InputFormat.float32_nchw):
+    if backend is EngineBackend.tensorrt and (postprocess is not None or input_format is not None):
         from ssdtrt.core.errors import EngineBuildError
 
         raise EngineBuildError("--postprocess / --input are OpenVINO options; for TensorRT export with --mode nms "
@@ -116,7 +116,7 @@ def build_engine_cmd(
         placement = "host"  # decoded / nms exports keep their outputs
     with con.status(f"converting {model} to OpenVINO IR"):
         result = build_openvino(model, out, precision_hint=precision.value, validate=not no_validate,
-                                postprocess=placement, input_format=input_format.value)
+                                postprocess=placement, input_format=input_format.value if input_format else None)
     compiled = result.manifest.engine.get("compiled_inference_precision")
     note = f", compiled as {compiled}" if compiled else ""
     con.print(
@@ -124,7 +124,8 @@ def build_engine_cmd(
         f"{result.manifest_path}"
     )
     if result.reference is not None:
-        con.print(f"  postprocess: {placement}, input: {input_format.value}; raw-heads reference {result.reference.engine_path}")
+        con.print(f"  postprocess: {placement}, input: {result.manifest.input_format}; "
+                  f"raw-heads reference {result.reference.engine_path}")
     if precision is OVPrecision.bf16 and compiled and compiled != "bf16":
         console(stderr=True).print(
             f"[yellow]note:[/yellow] this CPU has no bf16 support; OpenVINO compiled it as {compiled}"

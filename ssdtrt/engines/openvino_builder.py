@@ -86,21 +86,22 @@ def build_openvino(
     validate: bool = True,
     device: str = "CPU",
     postprocess: str = "host",
-    input_format: str = "float32-nchw",
+    input_format: str | None = None,
 ) -> EngineBuildResult:
     """Convert an exported ONNX to OpenVINO IR + manifest; with `validate`, compile once for `device`.
 
     postprocess: "host" (the ONNX's outputs) or "engine" (DetectionOutput appended; needs a `raw` export).
-    input_format: "float32-nchw" (the ONNX's input) or "uint8-nhwc" (decoded image at network size in).
+    input_format: "float32-nchw" or "uint8-nhwc" (decoded image at network size in); None keeps the ONNX's.
     """
     if precision_hint not in PRECISION_HINTS:
         raise EngineBuildError(f"unknown OpenVINO precision {precision_hint!r}; choose one of: {', '.join(PRECISION_HINTS)}")
     if postprocess not in POSTPROCESS_PLACEMENTS:
         raise EngineBuildError(f"unknown postprocess placement {postprocess!r}; choose one of: {', '.join(POSTPROCESS_PLACEMENTS)}")
-    if input_format not in INPUT_FORMATS:
+    if input_format is not None and input_format not in INPUT_FORMATS:
         raise EngineBuildError(f"unknown input format {input_format!r}; choose one of: {', '.join(INPUT_FORMATS)}")
     ov = import_openvino()
     onnx_path, src = read_onnx_manifest(onnx_path)
+    input_format = input_format or src.input_format
     tag = "bf16" if precision_hint == "bf16" and src.precision == "fp32" else ""
     dest = engine_out_path(out, onnx_path, ".xml", tag)
     transformed = postprocess == "engine" or input_format != src.input_format

@@ -15,20 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ssdtrt.core.config import Preprocess
+from ssdtrt.preprocess.host import normalization_constants
 
 #: The reader's channel order (`ssdtrt.io.images` decodes to RGB).
 READER_ORDER = "RGB"
-
-
-def normalization_constants(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, shift) per channel, float32, as `normalize_batch` computes them: x * scale - shift."""
-    std = np.asarray(spec.std, dtype=np.float32)
-    scale = (1.0 / (255.0 * std)).astype(np.float32)
-    shift = (np.asarray(spec.mean, dtype=np.float32) / std).astype(np.float32)
-    return scale, shift
 
 
 def add_uint8_input(model: Any, spec: Preprocess, *, resize: bool = False, reader_order: str = READER_ORDER) -> Any:
