@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 from ssdtrt.core.config import PostprocessSpec, get_preset
+from ssdtrt.core.detections import Detections
 from ssdtrt.core.errors import EngineBuildError
 from ssdtrt.core.priors import default_boxes
 from ssdtrt.postprocess.host_numpy import postprocess_numpy
+from ssdtrt.postprocess.onnx_nms import NMS_OUTPUTS
 from ssdtrt.postprocess.parity import compare_sets
 
 pytestmark = pytest.mark.openvino
@@ -29,6 +31,21 @@ SMALL = get_preset("ssd-small")
 
 def _compile(model):  # noqa: ANN001, ANN202
     return ov.Core().compile_model(model, "CPU", F32)
+
+
+def _detections(compiled, inputs, threshold: float = -1.0, keep: int | None = None) -> list[Detections]:  # noqa: ANN001
+    """Run an engine-placed model; its `nms` outputs → Detections per image (score order, stable), optionally cut."""
+    out = compiled(inputs)
+    num, boxes, scores, labels = (out[compiled.output(name)] for name in NMS_OUTPUTS)
+    assert num.dtype == labels.dtype == np.int32 and boxes.shape[:2] == scores.shape == labels.shape
+    dets = []
+    for i in range(boxes.shape[0]):
+        n = int(num[i])
+        assert not boxes[i, n:].any() and not scores[i, n:].any()  # padding rows are zeros
+        order = np.argsort(-scores[i, :n], kind="stable")
+        ok = order[scores[i, order] > threshold][:keep]
+        dets.append(Detections(boxes[i, ok], scores[i, ok], labels[i, ok].astype(np.int64)))
+    return dets
 
 
 def _heads_model(num_priors: int, num_classes: int):  # noqa: ANN202
@@ -105,8 +122,8 @@ def test_op_applies_top_k_per_class_before_nms_and_keep_top_k_after() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_heads_and_rows(small_raw_onnx: Path):  # noqa: ANN201
-    """Raw heads and DetectionOutput rows of the same IR on 8 random images, preset settings."""
+def small_heads_and_engine(small_raw_onnx: Path):  # noqa: ANN201
+    """Raw heads of the IR on 8 random images, the engine-placed model of the same IR, and the images."""
     from ssdtrt.postprocess.openvino_graph import append_detection_output
 
     core = ov.Core()
@@ -115,30 +132,30 @@ def small_heads_and_rows(small_raw_onnx: Path):  # noqa: ANN201
     out = raw(x)
     heads = {port.get_any_name(): out[port] for port in raw.outputs}
     engine = _compile(append_detection_output(core.read_model(str(small_raw_onnx)), SMALL, SMALL.postprocess))
-    return heads, engine(x)[0]
+    return heads, engine, x
 
 
-def test_engine_detections_equal_host_numpy_as_sets(small_heads_and_rows) -> None:  # noqa: ANN001
-    from ssdtrt.postprocess.openvino_graph import parse_detection_output
-
-    heads, rows = small_heads_and_rows
+def test_engine_detections_equal_host_numpy_as_sets(small_heads_and_engine) -> None:  # noqa: ANN001
+    heads, compiled, x = small_heads_and_engine
     host = postprocess_numpy(heads["locs"], heads["logits"], default_boxes(SMALL), **SMALL.postprocess.as_kwargs())
-    engine = parse_detection_output(rows, 8)
+    engine = _detections(compiled, x)
     diff = compare_sets(host, engine)
     assert diff.equal and diff.matched == sum(len(d.scores) for d in host) > 0, diff
     assert diff.max_box_diff <= 1e-6 and diff.max_score_diff <= 1e-6
     for h, e in zip(host, engine):  # same order too: score descending, ties by class then rank
         np.testing.assert_array_equal(h.labels, e.labels)
     # a tighter threshold and cut on the host side of the engine output equal the host's own
-    tight = parse_detection_output(rows, 8, score_threshold=0.2, max_detections=5)
+    tight = _detections(compiled, x, threshold=0.2, keep=5)
     host_tight = postprocess_numpy(heads["locs"], heads["logits"], default_boxes(SMALL),
                                    **replace(SMALL.postprocess, score_threshold=0.2, max_detections=5).as_kwargs())
     assert compare_sets(host_tight, tight).equal
+    # one image alone gives that image's rows of the batch (per-image slots, whatever the batch)
+    assert compare_sets(engine[5:6], _detections(compiled, x[5:6])).equal
 
 
 def test_minimum_box_size_is_applied_in_the_graph(small_raw_onnx: Path) -> None:
     """Hand-made heads where a third of the confident priors decode to boxes below the minimum size."""
-    from ssdtrt.postprocess.openvino_graph import append_detection_output, parse_detection_output
+    from ssdtrt.postprocess.openvino_graph import append_detection_output
 
     priors = default_boxes(SMALL)
     p, c = priors.shape[0], SMALL.default_num_classes
@@ -149,7 +166,7 @@ def test_minimum_box_size_is_applied_in_the_graph(small_raw_onnx: Path) -> None:
     locs[:, ::21, 2:] = -12.0  # exp(-2.4) * prior: below 0.02 for the smaller priors
     settings = PostprocessSpec(0.5, 0.45, None, 1000, min_size=0.02)
     engine = _compile(append_detection_output(_heads_model(p, c), SMALL, settings))
-    got = parse_detection_output(engine([locs, logits])[0], 2)
+    got = _detections(engine, [locs, logits])
     host = postprocess_numpy(locs, logits, priors, **settings.as_kwargs())
     no_min = postprocess_numpy(locs, logits, priors, **replace(settings, min_size=0.0).as_kwargs())
     assert sum(len(d.scores) for d in no_min) > sum(len(d.scores) for d in host) > 0  # the size test removes some

@@ -28,8 +28,9 @@ def engine_u8(small_raw_onnx: Path, tmp_path_factory: pytest.TempPathFactory):  
 
 def test_engine_build_records_placement_input_and_keeps_the_raw_heads_reference(engine_u8) -> None:  # noqa: ANN001
     m = engine_u8.manifest
-    assert (m.export_mode, m.postprocess_placement, m.input_format) == ("detection_output", "engine", "uint8-nhwc")
-    assert [t.name for t in m.outputs] == ["detections"] and m.inputs[0].dtype == "uint8"
+    assert (m.export_mode, m.postprocess_placement, m.input_format) == ("nms", "engine", "uint8-nhwc")
+    assert [t.name for t in m.outputs] == ["num_detections", "boxes", "scores", "labels"]
+    assert m.inputs[0].dtype == "uint8" and m.outputs[1].shape == ["batch", SMALL.postprocess.max_detections, 4]
     assert m.engine["postprocess"] == "engine" and m.engine["input_format"] == "uint8-nhwc"
     ref = engine_u8.engine_path.with_name(m.engine["reference_ir"])
     assert ref == engine_u8.reference.engine_path and ref.is_file() and ref.with_suffix(".bin").is_file()
@@ -41,17 +42,18 @@ def test_engine_build_records_placement_input_and_keeps_the_raw_heads_reference(
 def test_engine_detections_equal_host_on_the_reference(engine_u8) -> None:  # noqa: ANN001
     from ssdtrt.core.priors import default_boxes
     from ssdtrt.postprocess.host_numpy import postprocess_numpy
-    from ssdtrt.postprocess.openvino_graph import parse_detection_output
     from ssdtrt.postprocess.parity import compare_sets
     from ssdtrt.preprocess.host import normalize_batch
     from ssdtrt.runtime.openvino_runner import OpenVINORunner
 
     images = np.random.default_rng(3).integers(0, 256, (6, 160, 160, 3), dtype=np.uint8)
-    with OpenVINORunner(engine_u8.engine_path) as eng, OpenVINORunner(engine_u8.reference.engine_path) as ref:
-        rows = eng.infer({"images": images})["detections"]
+    from ssdtrt.inference.detector import Detector
+
+    with Detector(engine_u8.engine_path) as det, OpenVINORunner(engine_u8.reference.engine_path) as ref:
+        engine = det.postprocess(det.infer(images), [(1, 1)] * len(images))  # sizes 1x1: normalized boxes
         heads = ref.infer({"images": normalize_batch(images, SMALL.preprocess)})
     host = postprocess_numpy(heads["locs"], heads["logits"], default_boxes(SMALL), **SMALL.postprocess.as_kwargs())
-    diff = compare_sets(host, parse_detection_output(rows, len(images)))
+    diff = compare_sets(host, engine)
     assert diff.equal and diff.matched > 0, diff
 
 
@@ -71,7 +73,7 @@ def test_cli_defaults_to_engine_for_raw_exports(small_raw_onnx: Path, tmp_path: 
 
     assert main(["build-engine", str(small_raw_onnx), "--backend", "openvino", "--out", str(tmp_path / "e"),
                  "--no-validate"]) == 0
-    assert read_manifest(tmp_path / "e.xml").export_mode == "detection_output"
+    assert read_manifest(tmp_path / "e.xml").engine["postprocess"] == "engine"
     assert (tmp_path / "e-heads.xml").is_file()
     assert main(["build-engine", str(small_raw_onnx), "--backend", "openvino", "--out", str(tmp_path / "h"),
                  "--postprocess", "host", "--no-validate"]) == 0

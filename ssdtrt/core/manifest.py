@@ -29,9 +29,9 @@ from ssdtrt.io.files import atomic_write_json, sha256_file
 MANIFEST_FORMAT = "ssdtrt-manifest"
 MANIFEST_VERSION = 1
 ARTIFACT_KINDS = ("onnx", "openvino", "tensorrt", "checkpoint")
-#: "detection_output": an OpenVINO engine with softmax + DetectionOutput appended to the raw heads (one output
-#: `detections` [1, 1, N * K, 7]; see `ssdtrt.postprocess.openvino_graph`).
-EXPORT_MODES = ("raw", "decoded", "nms", "detection_output")
+#: "nms": the model ends in detections (an ONNX `nms` export, or an OpenVINO engine built with `--postprocess
+#: engine`: softmax + DetectionOutput, `engine["postprocess"] == "engine"`), same outputs either way.
+EXPORT_MODES = ("raw", "decoded", "nms")
 #: What the model's image input takes: host-normalized float NCHW at network size (the default), or the decoded
 #: uint8 NHWC image at network size in the reader's channel order (normalization in the graph).
 INPUT_FORMATS = ("float32-nchw", "uint8-nhwc")
@@ -76,7 +76,7 @@ class Manifest:
     @property
     def postprocess_placement(self) -> str:
         """"engine" when the model's outputs are detections (NMS in the graph), else "host"."""
-        return "engine" if self.export_mode in ("nms", "detection_output") else "host"
+        return "engine" if self.export_mode == "nms" else "host"
 
     @property
     def dynamic_batch(self) -> bool:

@@ -5,7 +5,7 @@ model). The inference precision (f32 / bf16) is a compile-time hint recorded in 
 compiles the model the way it was built and validated.
 
 `postprocess="engine"` appends softmax + DetectionOutput to the raw heads (`ssdtrt.postprocess.openvino_graph`;
-export mode `detection_output`), `input_format="uint8-nhwc"` moves type / layout / normalization into the graph
+the outputs and export mode of an `nms` export), `input_format="uint8-nhwc"` moves type / layout / normalization into the graph
 (`ssdtrt.preprocess.openvino_ppp`). Either way the plain raw-heads IR is kept beside the engine
 (`<name>-heads.xml`, its own manifest; `engine["reference_ir"]` names it): the honest reference of
 `bench throughput` and what `compare` checks the heads of.
@@ -164,14 +164,15 @@ def _transform(model: Any, manifest: Manifest, postprocess: str, input_format: s
         inputs = [TensorInfo(first.name, [first.shape[0], spec.preprocess.height, spec.preprocess.width, 3], "uint8", "NHWC")]
     if postprocess == "engine":
         from ssdtrt.core.config import PostprocessSpec
-        from ssdtrt.postprocess.openvino_graph import DETECTIONS_OUTPUT, ROW_SIZE, append_detection_output
+        from ssdtrt.postprocess.openvino_graph import append_detection_output
 
         settings = replace(spec.postprocess, **{k: v for k, v in manifest.postprocess.items()
                                                  if k in PostprocessSpec.__dataclass_fields__})
         model = append_detection_output(model, spec, settings)
-        batch = inputs[0].shape[0]
-        rows: int | str = batch * settings.max_detections if isinstance(batch, int) else f"{batch}*{settings.max_detections}"
-        outputs, mode = [TensorInfo(DETECTIONS_OUTPUT, [1, 1, rows, ROW_SIZE], "float32", "11R7")], "detection_output"
+        n, k = inputs[0].shape[0], int(settings.max_detections)
+        outputs = [TensorInfo("num_detections", [n], "int32", "N"), TensorInfo("boxes", [n, k, 4], "float32", "NK4"),
+                   TensorInfo("scores", [n, k], "float32", "NK"), TensorInfo("labels", [n, k], "int32", "NK")]
+        mode = "nms"  # the same outputs as an ONNX `nms` export
     return model, replace(manifest, inputs=inputs, outputs=outputs, export_mode=mode, input_format=input_format)
 
 

@@ -8,7 +8,9 @@ scores must be `> confidence_threshold`; `top_k` keeps the best per class before
 greedy NMS per class, IoU `> nms_threshold` suppresses (float32, torchvision's formula on the clipped boxes);
 `keep_top_k` cuts each image to its best (ties by lower prior index); output `[1, 1, N * keep_top_k, 7]` rows
 (image, label, score, x1, y1, x2, y2) grouped by image and class, not sorted by score, ended by a row whose image
-id is -1 when not full (`parse_detection_output` sorts and cuts).
+id is -1 when not full. The graph scatters those rows to per-image slots and ends in the outputs of an `nms` export
+(num_detections, boxes, scores, labels; padded, not sorted): the host sorts by score (stable, so ties keep the
+op's class order, which is the host numpy order) and applies a stricter threshold / cut — the `nms` stage.
 
 Our semantics the op lacks are built in front of it, exactly:
 - the exponent clamp of `decode` (exp argument <= WH_EXP_CLAMP): the w/h offsets are clamped at
@@ -30,13 +32,10 @@ import numpy as np
 from ssdtrt.core.boxes import cxcywh_to_xyxy
 from ssdtrt.core.codec import WH_EXP_CLAMP
 from ssdtrt.core.config import ModelSpec, PostprocessSpec, per_class_cap
-from ssdtrt.core.detections import Detections
 from ssdtrt.core.errors import EngineBuildError
 from ssdtrt.core.priors import default_boxes
 
-#: Name of the appended model's one output.
-DETECTIONS_OUTPUT = "detections"
-#: Values per output row: image id, label, score, x1, y1, x2, y2.
+#: Values per DetectionOutput row: image id, label, score, x1, y1, x2, y2.
 ROW_SIZE = 7
 
 
@@ -83,13 +82,18 @@ def check_settings(settings: PostprocessSpec) -> None:
 def append_detection_output(
     model: Any, spec: ModelSpec, settings: PostprocessSpec, *, locs: str = "locs", logits: str = "logits"
 ) -> Any:
-    """A new `ov.Model` with the raw-heads model's inputs and one output `detections` [1, 1, N * K, 7].
+    """A new `ov.Model` with the raw-heads model's inputs and the outputs of an `nms` export (`NMS_OUTPUTS`):
+    num_detections [N] int32, boxes [N, K, 4], scores [N, K], labels [N, K] int32, K = max_detections, each image's
+    detections first (grouped by class, in NMS order inside a class), the rest zeros.
 
-    Built on the heads' producers (`result.input_value(0)`): wiring the op to the Result nodes' own ports makes
-    the CPU plugin refuse the model ("cannot find op locs/sink_port_0").
+    The op's packed rows are scattered to per-image slots in the graph (`_per_image`), so batching, un-padding and
+    every consumer of `nms` outputs work unchanged. Built on the heads' producers (`result.input_value(0)`): wiring
+    the op to the Result nodes' own ports makes the CPU plugin refuse the model ("cannot find op locs/sink_port_0").
     """
     import openvino as ov
     import openvino.opset8 as ops
+
+    from ssdtrt.postprocess.onnx_nms import NMS_OUTPUTS
 
     check_settings(settings)
     heads = {name: _producer(model, name) for name in (locs, logits)}
@@ -110,12 +114,46 @@ def append_detection_output(
         detection_output_attrs(settings, num_classes),
         name="postprocess/detection_output",
     )
-    result = ops.result(det)
-    result.output(0).get_tensor().set_names({DETECTIONS_OUTPUT})
-    det.output(0).get_tensor().set_names({DETECTIONS_OUTPUT})
-    out = ov.Model([result], model.get_parameters(), f"{model.get_friendly_name()}_detection_output")
+    n_images = ops.gather(ops.shape_of(loc_src, "i64"), np.int64(0), np.int64(0))
+    outputs = _per_image(ops, det, n_images, int(settings.max_detections))
+    results = []
+    for name, node in zip(NMS_OUTPUTS, outputs):
+        res = ops.result(node)
+        res.output(0).get_tensor().set_names({name})
+        results.append(res)
+    out = ov.Model(results, model.get_parameters(), f"{model.get_friendly_name()}_detection_output")
     out.validate_nodes_and_infer_types()
     return out
+
+
+def _per_image(ops: Any, det: Any, n_images: Any, k: int) -> list[Any]:
+    """DetectionOutput's rows [1, 1, N * K, 7] (images one after another, ended by image id -1, zeros after) →
+    (num_detections [N] i32, boxes [N, K, 4], scores [N, K], labels [N, K] i32): row r of image n goes to slot
+    r - (rows of the images before n); rows after the end marker go to a spare slot K that is cut off."""
+    rows = ops.reshape(det, np.asarray([-1, ROW_SIZE], np.int64), special_zero=False)
+    image = ops.squeeze(ops.gather(rows, np.asarray([0], np.int64), np.int64(1)), np.int64(1))  # [R] float
+    marker = ops.convert(ops.equal(image, np.float32(-1.0)), "i64")
+    valid = ops.equal(ops.cumsum(marker, np.int64(0)), np.int64(0))  # before the first -1
+    image_i = ops.select(valid, ops.convert(image, "i64"), np.int64(0))
+    every = ops.range(np.int64(0), n_images, np.int64(1), "i64")  # [N]
+    onehot = ops.logical_and(ops.equal(ops.unsqueeze(image_i, np.int64(1)), ops.unsqueeze(every, np.int64(0))),
+                             ops.unsqueeze(valid, np.int64(1)))  # [R, N]
+    counts = ops.reduce_sum(ops.convert(onehot, "i64"), np.int64(0))  # [N]
+    starts = ops.cumsum(counts, np.int64(0), exclusive=True)
+    n_rows = ops.gather(ops.shape_of(rows, "i64"), np.int64(0), np.int64(0))
+    slot = ops.subtract(ops.range(np.int64(0), n_rows, np.int64(1), "i64"), ops.gather(starts, image_i, np.int64(0)))
+    slot = ops.select(valid, slot, np.int64(k))
+    indices = ops.concat([ops.unsqueeze(image_i, np.int64(1)), ops.unsqueeze(slot, np.int64(1))], 1)  # [R, 2]
+    zeros = ops.broadcast(np.float32(0.0), ops.concat([ops.unsqueeze(n_images, np.int64(0)),
+                                                         ops.constant(np.asarray([k + 1, ROW_SIZE], np.int64))], 0))
+    slots = ops.scatter_nd_update(zeros, indices, rows)  # [N, K + 1, 7]
+    table = ops.slice(slots, np.asarray([0, 0], np.int64), np.asarray([np.iinfo(np.int64).max, k], np.int64),
+                      np.asarray([1, 1], np.int64), np.asarray([0, 1], np.int64))
+    column = lambda lo, hi: ops.slice(table, np.asarray([lo], np.int64), np.asarray([hi], np.int64),  # noqa: E731
+                                      np.asarray([1], np.int64), np.asarray([2], np.int64))
+    labels = ops.convert(ops.squeeze(column(1, 2), np.int64(2)), "i32")
+    scores = ops.squeeze(column(2, 3), np.int64(2))
+    return [ops.convert(counts, "i32"), column(3, 7), scores, labels]
 
 
 def _producer(model: Any, name: str) -> Any:
@@ -141,31 +179,3 @@ def _box_big_enough(ops: Any, locs: Any, priors: np.ndarray, variances: tuple[fl
     height = ops.subtract(clip(ops.add(cy, half_h)), clip(ops.subtract(cy, half_h)))
     size = np.float32(min_size)
     return ops.logical_and(ops.greater_equal(width, size), ops.greater_equal(height, size))
-
-
-def parse_detection_output(
-    rows: np.ndarray, n_images: int, *, score_threshold: float | None = None, max_detections: int | None = None
-) -> list[Detections]:
-    """The op's `[1, 1, R, 7]` output → Detections per image in host order (score descending; ties by class, then
-    the op's order inside a class, which is the host's rank order), optionally re-thresholded / cut.
-
-    Rows end at the first image id -1 (or at R when full); the op cuts each image to keep_top_k already.
-    """
-    flat = np.asarray(rows, dtype=np.float32).reshape(-1, ROW_SIZE)
-    ends = np.flatnonzero(flat[:, 0] < 0)
-    flat = flat[: ends[0] if ends.size else flat.shape[0]]
-    if score_threshold is not None:
-        flat = flat[flat[:, 2] > np.float32(score_threshold)]
-    img = flat[:, 0].astype(np.int64)
-    if img.size and (img.min() < 0 or img.max() >= n_images):
-        raise ValueError(f"DetectionOutput rows name image {int(img.max())} of a batch of {n_images}")
-    order = np.lexsort((-flat[:, 2], img))  # stable: class-grouped op order breaks score ties
-    flat, img = flat[order], img[order]
-    counts = np.bincount(img, minlength=n_images)
-    if max_detections is not None:
-        starts = np.cumsum(counts) - counts
-        keep = (np.arange(img.size) - starts[img]) < max_detections
-        flat, img = flat[keep], img[keep]
-        counts = np.bincount(img, minlength=n_images)
-    parts = np.split(flat, np.cumsum(counts)[:-1])
-    return [Detections(p[:, 3:7].copy(), p[:, 2].copy(), p[:, 1].astype(np.int64)) for p in parts]
