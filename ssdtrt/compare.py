@@ -3,7 +3,8 @@
 Per shared output (same name and shape): max / mean absolute and relative error, pass if every element satisfies
 |a - b| <= atol + rtol * |b|. Detections: the match rate (a detection of one side matches one of the other with
 the same label and IoU >= 0.99), pass if >= `min_match`. Both sides use the same postprocess settings (those baked
-into an `nms` graph when either side has one, else A's). Extend `load_subject` to add a backend; a Polygraphy
+into an `nms` graph when either side has one, else A's). Every model side is a `RunnerSubject`: a runner from
+`ssdtrt.runtime.open_runner` (torch for a checkpoint) and the shared batching and postprocess stages; a Polygraphy
 RunResults file as a side is `ssdtrt.compare_polygraphy.PolygraphySubject`.
 """
 
@@ -19,7 +20,8 @@ import numpy as np
 
 from ssdtrt.core.config import ModelSpec, PostprocessSpec
 from ssdtrt.core.detections import Detections
-from ssdtrt.core.errors import ClassCountMismatchError, ManifestError, ParityError
+from ssdtrt.core.errors import ClassCountMismatchError, ParityError
+from ssdtrt.runtime.base import Runner
 
 #: Outputs compared element-wise when both sides expose them (nms outputs are compared as detections).
 TENSOR_OUTPUTS = ("locs", "logits", "boxes", "scores")
@@ -46,51 +48,19 @@ class Subject:
         """Release sessions (default: nothing)."""
 
 
-class TorchSubject(Subject):
-    """A checkpoint run in PyTorch (CPU): exposes locs/logits and the decoded boxes/scores."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        from ssdtrt.model.checkpoint import load_model
-
-        self.model = load_model(path, "cpu")
-        self.name = f"torch:{Path(path).name}"
-        self.spec = self.model.spec
-        self.num_classes = int(self.model.num_classes)
-        self.mode = "raw"
-        self.postprocess = self.spec.postprocess
-
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        import torch
-
-        from ssdtrt.core.codec import decode
-        from ssdtrt.core.priors import default_boxes
-
-        with torch.no_grad():
-            locs, logits = self.model(torch.from_numpy(batch))
-            priors = torch.from_numpy(default_boxes(self.spec))
-            boxes = decode(locs, priors, self.spec.variances).clamp(0.0, 1.0)
-            scores = torch.softmax(logits, dim=-1)
-        return {"locs": locs.numpy(), "logits": logits.numpy(), "boxes": boxes.numpy(), "scores": scores.numpy()}
-
-    def detections(self, outputs: dict[str, np.ndarray], settings: PostprocessSpec) -> list[Detections]:
-        from ssdtrt.postprocess.host_numpy import postprocess_numpy
-        from ssdtrt.core.priors import default_boxes
-
-        return postprocess_numpy(
-            outputs["locs"], outputs["logits"], default_boxes(self.spec), variances=self.spec.variances, **asdict(settings)
-        )
-
-
 class RunnerSubject(Subject):
-    """An exported artifact (ONNX, OpenVINO IR, TensorRT plan) behind a `ssdtrt.runtime` Runner and its manifest."""
+    """Any model behind a `ssdtrt.runtime` Runner (checkpoint in torch, ONNX, OpenVINO IR, TensorRT plan), run
+    through the shared stages: the batching helper feeds a static batch, the postprocess stage of its export mode.
 
-    def __init__(self, path: str | os.PathLike[str], backend: str | None = None, **runner_options: Any) -> None:
-        from ssdtrt.runtime import open_runner
+    A checkpoint side also exposes its decoded boxes / softmax scores (decoded in torch), so a checkpoint compares
+    element-wise against a `decoded` export too."""
 
-        self.runner = open_runner(path, backend=backend, **runner_options)
+    def __init__(self, runner: Runner, label: str) -> None:
+        self.runner = runner
         self.runner.activate()
         m = self.runner.manifest
-        self.name = f"{self.runner.backend}:{Path(path).name}:{m.precision}"
+        self.checkpoint = m.kind == "checkpoint"
+        self.name = f"torch:{label}" if self.checkpoint else f"{self.runner.backend}:{label}:{m.precision}"
         self.spec = m.model_spec
         self.num_classes = m.num_classes
         self.mode = m.export_mode
@@ -98,29 +68,61 @@ class RunnerSubject(Subject):
         self.input_name = m.inputs[0].name if m.inputs else "images"
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        from ssdtrt.runtime.onnxruntime_runner import run_batched
+        from ssdtrt.inference.batching import run_in_batches
 
-        return {k: np.asarray(v) for k, v in run_batched(self.runner, batch).items()}
+        out = run_in_batches(batch, self.runner.fixed_batch, lambda rows: self.runner.infer({self.input_name: rows}))
+        out = {k: np.asarray(v) for k, v in out.items()}
+        if self.checkpoint:
+            out.update(decoded_heads(out["locs"], out["logits"], self.spec))
+        return out
 
     def detections(self, outputs: dict[str, np.ndarray], settings: PostprocessSpec) -> list[Detections]:
-        from ssdtrt.runtime.onnxruntime_runner import outputs_to_detections
-
-        return outputs_to_detections(outputs, self.runner.manifest, settings)
+        return detections_from_outputs(outputs, self.mode, self.spec, settings if self.mode != "nms" else self.postprocess)
 
     def close(self) -> None:
         self.runner.deactivate()
 
 
+def decoded_heads(locs: np.ndarray, logits: np.ndarray, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """What a `decoded` export of these heads outputs: xyxy boxes clipped to [0, 1] and softmax scores (in torch)."""
+    import torch
+
+    from ssdtrt.core.codec import decode
+    from ssdtrt.core.priors import default_boxes
+
+    with torch.no_grad():
+        priors = torch.from_numpy(default_boxes(spec))
+        boxes = decode(torch.from_numpy(locs), priors, spec.variances).clamp(0.0, 1.0)
+        scores = torch.softmax(torch.from_numpy(logits), dim=-1)
+    return {"boxes": boxes.numpy(), "scores": scores.numpy()}
+
+
+def detections_from_outputs(
+    outputs: dict[str, np.ndarray], mode: str, spec: ModelSpec, settings: PostprocessSpec
+) -> list[Detections]:
+    """Normalized detections from the outputs of an export in `mode`, by the shared postprocess stage (host numpy;
+    an nms graph's rows un-padded, with `settings` taken as what the graph applied)."""
+    from ssdtrt.postprocess.settings import EXPORT_OUTPUTS
+    from ssdtrt.postprocess.stages import postprocessor_for
+
+    stage = postprocessor_for(mode, spec, settings, baked=settings)
+    return stage({role: np.asarray(outputs[role]) for role in EXPORT_OUTPUTS[mode]})
+
+
 def load_subject(path: str | os.PathLike[str], backend: str | None = None, **runner_options: Any) -> Subject:
-    """The hook to extend: checkpoints run in torch, every manifest-carrying artifact through `open_runner`."""
+    """The hook to extend: a checkpoint in torch (CPU), every manifest-carrying artifact through `open_runner`."""
     p = Path(path)
     if p.suffix in CHECKPOINT_SUFFIXES and backend in (None, "torch"):
+        from ssdtrt.runtime.torch_runner import TorchRunner
+
         if not p.is_file():
             from ssdtrt.core.errors import CheckpointError
 
             raise CheckpointError(f"{p}: no such checkpoint file")
-        return TorchSubject(p)  # a checkpoint has no sidecar manifest: verify_hash does not apply
-    return RunnerSubject(p, backend=backend, **runner_options)
+        return RunnerSubject(TorchRunner(p), p.name)  # a checkpoint has no sidecar manifest: verify_hash does not apply
+    from ssdtrt.runtime import open_runner
+
+    return RunnerSubject(open_runner(p, backend=backend, **runner_options), p.name)
 
 
 @dataclass
@@ -205,10 +207,11 @@ def compare_models(
 
 
 def preprocess_batches(images_rgb: list[np.ndarray], spec: ModelSpec, batch_size: int = 8) -> list[np.ndarray]:
-    """The network inputs (float32 NCHW) of `images_rgb`, `batch_size` images per batch."""
+    """The network inputs (float32 NCHW) of `images_rgb`, `batch_size` images per batch (the host stage)."""
+    from ssdtrt.inference.batching import chunks
     from ssdtrt.preprocess.host import preprocess_images
 
-    return [preprocess_images(images_rgb[s : s + batch_size], spec.preprocess) for s in range(0, len(images_rgb), batch_size)]
+    return [preprocess_images(images_rgb[part], spec.preprocess) for part in chunks(len(images_rgb), batch_size)]
 
 
 def compare_batches(

@@ -18,17 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ssdtrt.compare import Subject
+from ssdtrt.compare import Subject, detections_from_outputs
 from ssdtrt.core.config import PostprocessSpec
 from ssdtrt.core.detections import Detections
 from ssdtrt.core.errors import BackendUnavailableError, ClassCountMismatchError, ResultsFileError
+from ssdtrt.postprocess.settings import EXPORT_OUTPUTS
 
-#: Output names that identify an export mode (the nms ones first: they include "boxes" / "scores").
-MODE_OUTPUTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("nms", ("num_detections", "boxes", "scores", "labels")),
-    ("raw", ("locs", "logits")),
-    ("decoded", ("boxes", "scores")),
-)
+#: Export modes in the order their output names are tried (nms first: its outputs include "boxes" / "scores").
+MODE_ORDER = ("nms", "raw", "decoded")
 
 
 def is_results_file(path: str | os.PathLike[str]) -> bool:
@@ -148,35 +145,11 @@ class PolygraphySubject(Subject):
 
 
 def _mode_of(path: Path, outputs: dict[str, Any]) -> str:
-    for mode, names in MODE_OUTPUTS:
-        if all(n in outputs for n in names):
+    for mode in MODE_ORDER:
+        if all(n in outputs for n in EXPORT_OUTPUTS[mode]):
             return mode
     raise ResultsFileError(f"{path}: outputs {sorted(outputs)} are not an ssdtrt export's "
                            "(raw: locs, logits; decoded: boxes, scores; nms: num_detections, boxes, scores, labels)")
-
-
-def detections_from_outputs(
-    outputs: dict[str, np.ndarray], mode: str, spec: Any, settings: PostprocessSpec
-) -> list[Detections]:
-    """Normalized detections from the outputs of an export in `mode` (nms: un-padded; else the numpy postprocess)."""
-    from dataclasses import asdict
-
-    if mode == "nms":
-        num = np.asarray(outputs["num_detections"]).astype(np.int64).reshape(-1)
-        return [
-            Detections(np.asarray(outputs["boxes"][i, :n], np.float32), np.asarray(outputs["scores"][i, :n], np.float32),
-                       np.asarray(outputs["labels"][i, :n]).astype(np.int64))
-            for i, n in enumerate(num.tolist())
-        ]
-    from ssdtrt.postprocess.host_numpy import postprocess_numpy
-    from ssdtrt.core.priors import default_boxes
-
-    decoded = mode == "decoded"
-    a, b = (outputs["boxes"], outputs["scores"]) if decoded else (outputs["locs"], outputs["logits"])
-    return postprocess_numpy(
-        np.asarray(a, np.float32), np.asarray(b, np.float32), default_boxes(spec), variances=spec.variances,
-        boxes_are_decoded=decoded, scores_are_probs=decoded, **asdict(settings),
-    )
 
 
 def _first_line(err: BaseException) -> str:

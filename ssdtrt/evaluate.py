@@ -1,7 +1,8 @@
 """Detection metrics: COCO mAP@[.5:.95] / mAP@.5 (pycocotools) and VOC07 11-point AP per class (numpy).
 
 Everything is in pixels of the original images. `evaluate(predict_fn, dataset)` scores any backend (torch, ONNX
-Runtime, OpenVINO, TensorRT) through one hook: `predict_fn(list of HxWx3 uint8 RGB) -> list[Detections in pixels]`.
+Runtime, OpenVINO, TensorRT) through one hook: `predict_fn(list of HxWx3 uint8 RGB) -> list[Detections in pixels]`,
+in practice `Detector(model).detect` (the one route every command uses; `model_detector` for a model in memory).
 
 Conventions:
 - `difficult` ground truth is `iscrowd=1` for COCO (pycocotools then ignores it: matching detections are neither TP
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,7 @@ from ssdtrt.core.boxes import box_iou_xyxy
 from ssdtrt.core.detections import Detections
 
 if TYPE_CHECKING:
-    import torch
-
-    from ssdtrt.core.config import PostprocessSpec
+    from ssdtrt.inference.detector import Detector
 
 PredictFn = Callable[[list[np.ndarray]], list[Detections]]
 
@@ -274,40 +273,16 @@ def evaluate(
     return evaluate_detections(preds, gts, names, max_detections=max_detections)
 
 
-def torch_predict_fn(
-    model: torch.nn.Module,
-    device: str | torch.device = "cpu",
-    postprocess_spec: PostprocessSpec | None = None,
-    batch_size: int = 16,
-) -> PredictFn:
-    """A predict_fn for an SSD torch model (with `.spec`): shared preprocess → model → postprocess → pixels."""
-    import torch
+@contextlib.contextmanager
+def model_detector(model: Any, device: str = "cpu", batch_size: int = 16) -> Iterator[Detector]:
+    """A `Detector` over an SSD torch model in memory (`TorchRunner.from_model`), postprocess in torch (as the
+    checkpoint's own evaluation: `ssdtrt eval model.pt`), for `evaluate(det.detect, ...)` during training.
 
-    from ssdtrt.postprocess.host_torch import postprocess_spec as run_postprocess
-    from ssdtrt.preprocess.host import preprocess_images
-    from ssdtrt.core.priors import default_boxes
+    The model is in eval mode inside the block and back in its previous mode after it."""
+    from ssdtrt.inference.detector import Detector
+    from ssdtrt.runtime.torch_runner import TorchRunner
 
-    spec = model.spec
-    post = postprocess_spec or spec.postprocess
-    priors = torch.from_numpy(default_boxes(spec)).to(device)
-    names = tuple(getattr(model, "class_names", None) or ()) or None
-
-    @torch.no_grad()
-    def predict(images_rgb: list[np.ndarray]) -> list[Detections]:
-        was_training = model.training
-        model.eval()
-        results: list[Detections] = []
-        try:
-            for start in range(0, len(images_rgb), batch_size):
-                chunk = images_rgb[start : start + batch_size]
-                x = torch.from_numpy(preprocess_images(chunk, spec.preprocess)).to(device)
-                locs, logits = model(x)
-                dets = run_postprocess(locs, logits, priors, post, variances=spec.variances)
-                for img, d in zip(chunk, dets):
-                    px = d.to_pixels(img.shape[1], img.shape[0])
-                    results.append(Detections(px.boxes, px.scores, px.labels, names))
-        finally:
-            model.train(was_training)
-        return results
-
-    return predict
+    device = str(device)
+    with TorchRunner.from_model(model, device) as runner:
+        yield Detector(runner, batch_size=batch_size, postprocess_placement="host-torch",
+                       postprocess_device=device if device.startswith("cuda") else "cpu")

@@ -23,7 +23,8 @@ from ssdtrt.model.ssd import build_model
 from ssdtrt.postprocess.host_torch import postprocess
 from ssdtrt.preprocess.host import preprocess_images
 from ssdtrt.core.priors import default_boxes
-from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner, run_batched
+from ssdtrt.inference.batching import run_in_batches
+from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
 N_IMAGES = 20
 ATOL_OUT = 1e-4
@@ -58,7 +59,8 @@ def outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _feed(runner: OnnxRuntimeRunner, images: np.ndarray, chunk: int) -> dict[str, np.ndarray]:
-    parts = [run_batched(runner, images[s : s + chunk]) for s in range(0, len(images), chunk)]
+    infer = lambda rows: runner.infer({"images": rows})  # noqa: E731
+    parts = [run_in_batches(images[s : s + chunk], runner.fixed_batch, infer) for s in range(0, len(images), chunk)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -14,7 +14,8 @@ import torch
 from ssdtrt.core.errors import ManifestError
 from ssdtrt.export.onnx_export import export_model
 from ssdtrt.model.ssd import build_model
-from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner, default_providers, run_batched
+from ssdtrt.inference.batching import run_in_batches
+from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner, default_providers
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_runner_reads_manifest_and_runs_on_cpu(exported) -> None:
         d = runner.describe()
         assert d["backend"] == "onnxruntime" and d["intra_op_threads"] == 1
         x = np.random.default_rng(0).standard_normal((5, 3, 160, 160)).astype(np.float32)
-        out = run_batched(runner, x)  # 5 images on a batch-4 model: two chunks, the last padded
+        out = run_in_batches(x, runner.fixed_batch, lambda rows: runner.infer({"images": rows}))  # two chunks, the last padded
         assert out["locs"].shape == (5, 2390, 4) and out["logits"].shape == (5, 2390, 7)
         single = runner.infer({"images": np.concatenate([x[4:], np.zeros_like(x[:3])])})
         np.testing.assert_allclose(out["logits"][4], single["logits"][0], atol=1e-5)
@@ -62,10 +63,10 @@ def test_inference_without_torch(exported) -> None:
     """A deployment host needs numpy + onnxruntime only: predict on raw and nms graphs never imports torch."""
     code = f"""
 import sys, numpy as np
-from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn
+from ssdtrt.inference.detector import Detector
 imgs = [np.full((120, 200, 3), 90, np.uint8), np.zeros((160, 160, 3), np.uint8)]
 for p in ({str(exported['raw4'])!r}, {str(exported['nms'])!r}):
-    dets = onnx_predict_fn(p, providers=["CPUExecutionProvider"])(imgs)
+    dets = Detector(p, providers=["CPUExecutionProvider"]).detect(imgs)
     assert len(dets) == 2 and dets[0].boxes.shape[1] == 4
     assert dets[0].boxes[:, 2].max(initial=0) <= 200 + 1e-3
 assert "torch" not in sys.modules, "torch was imported"

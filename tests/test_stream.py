@@ -68,7 +68,19 @@ def test_stream_equals_sequential_folder_and_video(small_raw_onnx: Path, media: 
         assert r.image_rgb is not None and r.latency_ms > 0
 
 
-def test_stream_batches_static_model_and_arrays(small_raw_onnx: Path, media: dict[str, Path]) -> None:
+@pytest.fixture(scope="module")
+def static4_raw_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `small_raw_onnx` model (ssd-small, seed 0) exported with a static batch of 4."""
+    torch = pytest.importorskip("torch")
+    from ssdtrt.export.onnx_export import export_model
+    from ssdtrt.model.ssd import build_model
+
+    torch.manual_seed(0)
+    model = build_model("ssd-small").eval()
+    return export_model(model, tmp_path_factory.mktemp("static") / "small_raw_b4.onnx", mode="raw", batch=4).onnx_path
+
+
+def test_stream_batches_arrays(small_raw_onnx: Path, media: dict[str, Path]) -> None:
     """Batched requests (7 images in batches of 3: the last one short) give the same detections as `detect`."""
     images = [cv2.imread(str(media[f"im{i}"]))[:, :, ::-1].copy() for i in range(6)] + [_image(50, 70, 9)]
     with Detector(small_raw_onnx, score_threshold=0.05, batch_size=3) as det:
@@ -76,6 +88,27 @@ def test_stream_batches_static_model_and_arrays(small_raw_onnx: Path, media: dic
         got = list(det.stream(images, batch_size=3, in_flight=2))
     assert [r.name for r in got] == [f"<image {i}>" for i in range(7)]
     assert all(_same(r.detections, d) for r, d in zip(got, ref))
+
+
+def test_static_batch_padding_equals_full_batches(
+    static4_raw_onnx: Path, small_raw_onnx: Path, media: dict[str, Path]
+) -> None:
+    """A batch-4 model only takes 4 rows: 7 images stream and `detect` as 4 + 3 real rows (+ 1 zero row) and
+    give, for the last 3, exactly what a full batch of 4 real images gives them; the dynamic export agrees."""
+    images = [cv2.imread(str(media[f"im{i}"]))[:, :, ::-1].copy() for i in range(6)] + [_image(50, 70, 9)]
+    with Detector(static4_raw_onnx, score_threshold=0.05, batch_size=8) as det:
+        assert det.static_batch == 4 and det.runner.fixed_batch == 4
+        streamed = [r.detections for r in det.stream(images, in_flight=2)]  # default batch: the static one
+        sequential = det.detect(images)  # one call of 7 rows: chunks of 4, the last padded
+        full = det.detect(images[:4]) + det.detect([images[0], *images[4:]])[1:]  # no padding row anywhere
+    with Detector(small_raw_onnx, score_threshold=0.05, batch_size=1) as dyn:
+        dynamic = dyn.detect(images)
+    assert sum(len(d) for d in full) > 0
+    for s, q, f, d in zip(streamed, sequential, full, dynamic, strict=True):
+        assert _same(s, f) and _same(q, f)
+        assert len(d) == len(f) and np.array_equal(d.labels, f.labels)
+        np.testing.assert_allclose(d.boxes, f.boxes, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(d.scores, f.scores, atol=1e-5, rtol=0)
 
 
 def test_errors_keep_their_place_or_raise(small_raw_onnx: Path, media: dict[str, Path], tmp_path: Path) -> None:
@@ -178,8 +211,10 @@ def test_auto_batch_follows_the_request_time_and_the_detector_cap(small_raw_onnx
     monkeypatch.setattr(sp, "TARGET_REQUEST_MS", 1e6)
     with Detector(small_raw_onnx, batch_size=6) as det:
         assert sp.resolved(det, sp.StreamSettings())[0] == 6
-        monkeypatch.setattr(sp, "TARGET_REQUEST_MS", 1e-6)
+        probes: list[object] = []
+        monkeypatch.setattr(det.runner, "infer", probes.append)  # a second probe would land here
         assert sp.resolved(det, sp.StreamSettings())[0] == 6  # remembered, not probed again
+        assert probes == []
         assert sp.resolved(det, sp.StreamSettings(batch_size=3))[0] == 3  # a caller's choice wins
     with Detector(small_raw_onnx, batch_size=1) as det:
         assert sp.resolved(det, sp.StreamSettings())[0] == 1

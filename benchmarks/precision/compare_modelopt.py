@@ -128,7 +128,7 @@ def main() -> None:
     from ssdtrt.io.files import atomic_write_json, atomic_write_text, sha256_file
     from ssdtrt.model.checkpoint import load_model
     from ssdtrt.model.ssd import build_model
-    from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn
+    from ssdtrt.inference.detector import Detector
 
     args.export_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -162,7 +162,8 @@ def main() -> None:
             continue
         row |= {"export_s": round(secs, 1), **graph_rules(onnx.load(str(path)))}
         if preset == "demo":
-            res = evaluate(onnx_predict_fn(path, providers=["CPUExecutionProvider"], batch_size=16), val, batch_size=16)
+            with Detector(path, providers=["CPUExecutionProvider"], batch_size=16) as det:
+                res = evaluate(det.detect, val, batch_size=16)
             row |= {"map": round(res.map, 4), "map50": round(res.map50, 4)}
         rows.append(row)
         print(name, json.dumps({k: v for k, v in row.items() if k not in ("lint_first",)}), flush=True)

@@ -30,13 +30,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from ssdtrt.data import open_dataset
-    from ssdtrt.evaluate import evaluate, torch_predict_fn
+    from ssdtrt.evaluate import evaluate
     from ssdtrt.export.calibration import CalibrationConfig, cache_dir_for
     from ssdtrt.export.lint import lint_onnx
     from ssdtrt.export.onnx_export import export_checkpoint
     from ssdtrt.io.files import atomic_write_json, atomic_write_text, sha256_file
-    from ssdtrt.model.checkpoint import load_model
-    from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn
+    from ssdtrt.inference.detector import Detector
 
     dataset = open_dataset(args.data, args.split)
     rows: list[dict] = []
@@ -50,8 +49,8 @@ def main() -> None:
         })
         print(f"{name:24s} mAP {res.map:.4f}  mAP@.5 {res.map50:.4f}", flush=True)
 
-    model = load_model(args.checkpoint)
-    score("torch fp32", torch_predict_fn(model, "cpu"), None, {"command": f"ssdtrt eval {args.checkpoint}"})
+    with Detector(args.checkpoint, postprocess_placement="host-torch", batch_size=16) as det:  # as `ssdtrt eval`
+        score("torch fp32", det.detect, None, {"command": f"ssdtrt eval {args.checkpoint}"})
     variants = [("fp32", None, "fp16"), ("fp16", None, "fp16")]
     variants += [("int8", m, "fp16") for m in ("minmax", "entropy", "percentile")]
     variants += [("int8", m, "fp32") for m in ("minmax", "percentile")]
@@ -71,11 +70,12 @@ def main() -> None:
         export_s = round(time.perf_counter() - t0, 1)
         lint = lint_onnx(out)
         calib_rec = res.manifest.source.get("calibration") or {}
-        score(f"onnx {name}", onnx_predict_fn(out, providers=["CPUExecutionProvider"], batch_size=16), out, {
-            "command": f"{cmd} && ssdtrt eval {out} --data {args.data} --split {args.split}",
-            "export_s": export_s, "lint_ok": lint.ok, "lint_issues": [str(i) for i in lint.issues],
-            "size_mb": round(out.stat().st_size / 2**20, 2), "calibration": calib_rec or None,
-        })
+        with Detector(out, providers=["CPUExecutionProvider"], batch_size=16) as det:
+            score(f"onnx {name}", det.detect, out, {
+                "command": f"{cmd} && ssdtrt eval {out} --data {args.data} --split {args.split}",
+                "export_s": export_s, "lint_ok": lint.ok, "lint_issues": [str(i) for i in lint.issues],
+                "size_mb": round(out.stat().st_size / 2**20, 2), "calibration": calib_rec or None,
+            })
 
     base = rows[1]["map"]
     for r in rows:

@@ -78,14 +78,13 @@ def main() -> None:
     args = parser.parse_args()
     from ssdtrt.bench.throughput import ThroughputSettings, bare_run, bench_images, pipeline_run
     from ssdtrt.inference.detector import Detector
-    from ssdtrt.runtime import backend_for
-    from ssdtrt.stream import StreamSettings, throughput_runner_options
+    from ssdtrt.stream import StreamSettings
     from ssdtrt.stream.pipeline import resolved
 
     h, w = (int(v) for v in args.image_size.split("x"))
     settings = ThroughputSettings(seconds=args.seconds, warmup_seconds=1.0, batch_size=args.batch, image_size_hw=(h, w))
     images = bench_images(settings)
-    with Detector(args.model, **throughput_runner_options(backend_for(args.model)[1])) as det:
+    with Detector(args.model, mode="throughput") as det:
         ss = StreamSettings(batch_size=args.batch)
         batch, in_flight, _ = resolved(det, ss)
         chunk = images[:batch]

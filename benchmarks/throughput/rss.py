@@ -71,16 +71,13 @@ def main() -> None:
     args = parser.parse_args()
     from ssdtrt.io.images import expand_inputs
     from ssdtrt.inference.detector import Detector
-    from ssdtrt.runtime import backend_for
-    from ssdtrt.stream import throughput_runner_options
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
         write_images(folder, args.images)
         video = write_video(Path(tmp) / "long.mp4", args.frames)
-        options = throughput_runner_options(backend_for(args.model)[1])
-        with Detector(args.model, score_threshold=0.3, **options) as det:
+        with Detector(args.model, score_threshold=0.3, mode="throughput") as det:
             folder_rss = run(det, expand_inputs([str(folder)]), (100, 1_000, args.images // 2, args.images))
             video_rss = run(det, expand_inputs([str(video)]), (100, args.frames // 10, args.frames))
     growth = folder_rss[str(args.images)] / folder_rss["1000"] - 1

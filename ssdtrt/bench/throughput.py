@@ -4,9 +4,9 @@
     report.results[0].ratio          # pipeline images/s ÷ the backend's own throughput on the same model
 
 Per model, in one process and on one opened runner (throughput mode):
-- bare: the backend alone on a random input of the model's shape, as many requests in flight as the pipeline uses —
-  OpenVINO: an `AsyncInferQueue` loop without pre/post (what `benchmark_app -hint throughput` runs); ONNX Runtime:
-  concurrent `run` calls on the session; others: `infer_async` futures kept in flight;
+- bare: the backend alone on a random input of the model's shape, as many requests in flight as the pipeline uses
+  (`Runner.run_saturated` — OpenVINO: an `AsyncInferQueue` loop without pre/post, what `benchmark_app -hint
+  throughput` runs; ONNX Runtime: concurrent `run` calls on the session; others: `infer_async` futures in flight);
 - pipeline: `Detector.stream` on decoded RGB images (cycled) → detections in pixels, with per-image latency;
 - sequential (optional): `Detector.detect` batch by batch on a latency-mode runner — the pre-stream `detect` path.
 Bare and pipeline alternate in `rounds` short rounds and the ratio is the median of the rounds' ratios, so machine
@@ -16,7 +16,6 @@ drift (30% on shared VMs, within a minute) hits both sides alike.
 from __future__ import annotations
 
 import gc
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -128,12 +127,12 @@ def measure_model(
 ) -> ThroughputResult:
     from ssdtrt.inference.detector import Detector
     from ssdtrt.runtime import backend_for
-    from ssdtrt.stream import StreamSettings, throughput_runner_options
+    from ssdtrt.stream import StreamSettings
     from ssdtrt.stream.pipeline import resolved
 
     backend = backend_for(model, settings.backend)[1]
-    options = throughput_runner_options(backend, settings.requests)
-    with Detector(model, backend=backend, verify_hash=settings.verify_hash, **options) as det:
+    with Detector(model, backend=backend, verify_hash=settings.verify_hash, mode="throughput",
+                  requests=settings.requests) as det:
         label = f"{det.runner.name} · {model.name}"
         stream_settings = StreamSettings(batch_size=settings.batch_size, in_flight=settings.requests)
         batch, in_flight, _ = resolved(det, stream_settings)
@@ -215,67 +214,9 @@ def pipeline_run(
 
 
 def bare_run(runner: Any, feeds: dict[str, np.ndarray], in_flight: int, seconds: float, tick: Any) -> tuple[int, float]:
-    """(requests completed, seconds) of the backend alone with `in_flight` requests kept busy for `seconds`."""
-    if seconds <= 0:
-        return 0, 0.0
-    if runner.backend == "openvino":
-        return _bare_openvino(runner, feeds, in_flight, seconds)
-    if runner.backend == "onnxruntime":
-        return _bare_threads(runner, feeds, in_flight, seconds)
-    return _bare_futures(runner, feeds, in_flight, seconds)
-
-
-def _bare_openvino(runner: Any, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
-    """benchmark_app's loop: an AsyncInferQueue on the runner's compiled model, no callback, inputs shared."""
-    from ssdtrt.runtime.openvino_runner import import_openvino
-
-    ov = import_openvino()
-    queue = ov.AsyncInferQueue(runner.compiled_model, in_flight)
-    started = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while time.perf_counter() < deadline:
-        queue.start_async(feeds, share_inputs=True)  # blocks (GIL released) while every request is busy
-        started += 1
-    queue.wait_all()  # no Python callback is registered, so this cannot wait on the GIL
-    return started, time.perf_counter() - start
-
-
-def _bare_threads(runner: Any, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
-    """`in_flight` threads calling `infer` (ORT's `run`, GIL released) back to back on the one session."""
-    counts = [0] * in_flight
-    start = time.perf_counter()
-    deadline = start + seconds
-
-    def loop(i: int) -> None:
-        while time.perf_counter() < deadline:
-            runner.infer(feeds)
-            counts[i] += 1
-
-    threads = [threading.Thread(target=loop, args=(i,), name=f"ssdtrt-bare-{i}") for i in range(in_flight)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts), time.perf_counter() - start
-
-
-def _bare_futures(runner: Any, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
-    from collections import deque
-
-    pending: deque[Any] = deque()
-    done = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while time.perf_counter() < deadline:
-        if len(pending) >= in_flight:
-            pending.popleft().result()
-            done += 1
-        pending.append(runner.infer_async(feeds))
-    for fut in pending:
-        fut.result()
-        done += 1
-    return done, time.perf_counter() - start
+    """(requests completed, seconds) of the backend alone with `in_flight` requests kept busy for `seconds`
+    (`Runner.run_saturated`: each backend's own fastest loop, e.g. OpenVINO's AsyncInferQueue)."""
+    return runner.run_saturated(feeds, in_flight, seconds)
 
 
 def sequential_run(

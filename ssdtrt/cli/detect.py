@@ -96,10 +96,7 @@ def detect_cmd(
     sources = expand_inputs(inputs)
     options = {**_runner_options(model, backend, device), "verify_hash": not no_verify}
     if not sequential:
-        from ssdtrt.runtime import backend_for
-        from ssdtrt.stream import throughput_runner_options
-
-        options = {**throughput_runner_options(backend_for(model, backend)[1], requests), **options}
+        options.update(mode="throughput", requests=requests)  # ssdtrt.runtime.open_runner's throughput mode
     detector = _open_detector(
         model, backend, score_threshold, iou_threshold, max_detections, batch_size or 8, device, options
     )

@@ -1,7 +1,7 @@
 """`ssdtrt eval`: COCO mAP@[.5:.95], mAP@.5 and VOC07 AP per class of a model on a dataset split.
 
-Model loading lives in `make_predict_fn` only, so other backends (ONNX, OpenVINO, TensorRT engines) plug in there
-and every backend is scored by the same `ssdtrt.evaluate.evaluate`.
+Every backend (torch checkpoints included) goes through the one route, `Detector(model).detect`, and is scored by
+the same `ssdtrt.evaluate.evaluate`.
 """
 
 from __future__ import annotations
@@ -26,35 +26,42 @@ class PredictorInfo:
     predict_fn: Any
     class_names: tuple[str, ...]
     description: str
+    detector: Any = None  # the Detector behind predict_fn (closed by the caller)
 
 
-def make_predict_fn(model_path: Path, *, device: str = "cpu", batch_size: int = 16, verify_hash: bool = True) -> PredictorInfo:
-    """A predict_fn (list of RGB images -> list of Detections in pixels) for the model at `model_path`.
+def make_predict_fn(
+    model_path: Path, *, device: str = "cpu", batch_size: int = 16, verify_hash: bool = True, backend: str | None = None
+) -> PredictorInfo:
+    """`Detector(model).detect` (list of RGB images -> list of Detections in pixels) for any model: checkpoint
+    (torch; postprocess in torch, as the training loop scores it), ONNX, OpenVINO IR or TensorRT plan."""
+    from ssdtrt.inference.detector import Detector
+    from ssdtrt.runtime import backend_for
 
-    Today: ssdtrt torch checkpoints (.pt). Extend here for ONNX / OpenVINO / TensorRT artifacts.
-    """
-    if Path(model_path).suffix == ".onnx":  # any export mode / precision, in ONNX Runtime (issue 3)
-        from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn
+    chosen = backend_for(model_path, backend)[1]
+    options: dict[str, Any] = {"verify_hash": verify_hash}
+    if chosen == "torch":
+        if device == "cpu":
+            import torch
 
-        ort_fn = onnx_predict_fn(model_path, batch_size=batch_size, verify_hash=verify_hash)
-        m = ort_fn.runner.manifest  # type: ignore[attr-defined]
-        desc = f"{model_path} (onnxruntime, {m.export_mode}, {m.precision}, preset {m.model_spec.name})"
-        return PredictorInfo(ort_fn, tuple(m.class_names), desc)
-    import torch
+            from ssdtrt.train.loop import auto_threads
 
-    from ssdtrt.evaluate import torch_predict_fn
-    from ssdtrt.model.checkpoint import load_model
-    from ssdtrt.train.loop import auto_threads
-
-    if device == "cpu":
-        torch.set_num_threads(auto_threads())  # no oversubscription on a shared machine
-    model = load_model(model_path, device=device)
-    fn = torch_predict_fn(model, device, batch_size=batch_size)
-    return PredictorInfo(fn, tuple(model.class_names), f"{model_path} (torch, preset {model.preset}, {device})")
+            torch.set_num_threads(auto_threads())  # no oversubscription on a shared machine
+        options.update(device=device, postprocess_placement="host-torch",
+                       postprocess_device=device if device.startswith("cuda") else "cpu")
+    det = Detector(model_path, backend=chosen, batch_size=batch_size, **options)
+    det.activate()
+    m = det.manifest
+    if chosen == "torch":
+        desc = f"{model_path} (torch, preset {m.model_spec.name}, {device})"
+    else:
+        desc = f"{model_path} ({chosen}, {m.export_mode}, {m.precision}, preset {m.model_spec.name})"
+    return PredictorInfo(det.detect, tuple(m.class_names), desc, det)
 
 
 def eval_cmd(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to evaluate.")],
+    model: Annotated[
+        Path, typer.Argument(help="Checkpoint (.pt), ONNX (.onnx), OpenVINO (.xml) or TensorRT plan (.plan) to evaluate.")
+    ],
     data: DataOption = "synthetic",
     split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "val",
     json_path: Annotated[
@@ -72,16 +79,19 @@ def eval_cmd(
 
     dataset = open_dataset(data, split)
     info = make_predict_fn(model, device=device, batch_size=batch_size, verify_hash=not no_verify)
-    names = tuple(dataset.class_names)
-    if len(info.class_names) != len(names):
-        raise ClassCountMismatchError(
-            f"{model}: the model has {len(info.class_names)} classes, dataset {data!r} has {len(names)}"
-        )
-    err = console(stderr=True)
-    if info.class_names != names:
-        err.print(f"[yellow]note:[/yellow] model class names {list(info.class_names)} differ from the dataset's; "
-                  "scoring by label index with the dataset's names")
-    result = _run(info, dataset, limit, batch_size)
+    try:
+        names = tuple(dataset.class_names)
+        if len(info.class_names) != len(names):
+            raise ClassCountMismatchError(
+                f"{model}: the model has {len(info.class_names)} classes, dataset {data!r} has {len(names)}"
+            )
+        if info.class_names != names:
+            console(stderr=True).print(
+                f"[yellow]note:[/yellow] model class names {list(info.class_names)} differ from the dataset's; "
+                "scoring by label index with the dataset's names")
+        result = _run(info, dataset, limit, batch_size)
+    finally:
+        info.detector.close()
     _print_table(result, info.description, f"{data} [{split}]")
     if json_path is not None:
         from ssdtrt.io.files import atomic_write_json

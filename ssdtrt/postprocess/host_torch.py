@@ -22,6 +22,7 @@ import numpy as np
 
 from ssdtrt.core.config import VARIANCES, PostprocessSpec, per_class_cap
 from ssdtrt.core.detections import Detections
+from ssdtrt.postprocess.settings import ROW_FILTER_LOG_MARGIN, SPARSE_MAX_ROW_SHARE
 
 if TYPE_CHECKING:
     import torch
@@ -79,14 +80,6 @@ def _priors_tensor(priors: torch.Tensor | np.ndarray, device: torch.device) -> t
 
     priors_t = torch.as_tensor(np.asarray(priors) if not isinstance(priors, torch.Tensor) else priors)
     return priors_t.to(device=device, dtype=torch.float32)
-
-
-#: Margin (log space) of the row pre-filter: a row is skipped only when even its best class could not pass the
-#: threshold with a probability 1e-4 (relative) above the computed one — orders of magnitude above float32 error.
-#: The same value as `postprocess_numpy.ROW_FILTER_LOG_MARGIN`.
-ROW_FILTER_LOG_MARGIN = 1e-4
-#: Above this share of (image, prior) rows passing the pre-filter the dense path is used (as `postprocess_numpy`).
-SPARSE_MAX_ROW_SHARE = 0.5
 
 
 def _rows_that_can_pass(scores: torch.Tensor, score_threshold: float, scores_are_probs: bool) -> torch.Tensor | None:

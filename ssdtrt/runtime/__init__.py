@@ -3,6 +3,7 @@
     from ssdtrt.runtime import open_runner
     with open_runner("engines/model.xml") as runner:            # .pt/.pth, .onnx, .xml, .plan/.engine, or a .json
         outputs = runner.infer({"images": batch})
+    runner = open_runner("engines/model.xml", mode="throughput")  # several requests at once (infer_async)
 
 Nothing heavy is imported here: each backend (torch, onnxruntime, openvino, tensorrt) loads when its runner does.
 """
@@ -28,7 +29,10 @@ KIND_BACKENDS = {
 }
 SUFFIX_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".xml": "openvino", ".plan": "tensorrt", ".engine": "tensorrt"}
 
-__all__ = ["BACKENDS", "Runner", "TensorMeta", "available_backends", "backend_for", "open_runner"]
+#: How a runner is tuned: one request at a time with every core, or several requests in flight at once.
+MODES = ("latency", "throughput")
+
+__all__ = ["BACKENDS", "MODES", "Runner", "TensorMeta", "available_backends", "backend_for", "open_runner", "runner_class"]
 
 
 def normalize_backend(backend: str | None) -> str | None:
@@ -67,39 +71,56 @@ def backend_for(path: str | os.PathLike[str], backend: str | None = None) -> tup
     return artifact, chosen
 
 
-def open_runner(path: str | os.PathLike[str], backend: str | None = None, **options: Any) -> Runner:
+def open_runner(
+    path: str | os.PathLike[str],
+    backend: str | None = None,
+    *,
+    mode: str = "latency",
+    requests: int | None = None,
+    **options: Any,
+) -> Runner:
     """A runner for a checkpoint, ONNX, OpenVINO IR or TensorRT plan (not yet activated).
 
-    `options` go to the runner: torch (device, autocast_bf16), onnxruntime (providers, intra_op_threads,
-    inter_op_threads, performance_mode, num_requests), openvino (device, precision_hint, num_threads, num_streams,
-    performance_mode, num_requests), tensorrt (buffers, device_index, in_flight);
+    mode: "latency" (the backend's defaults) or "throughput" (the runner class's `throughput_options`: OpenVINO's
+    THROUGHPUT hint, ONNX Runtime's concurrent runs; nothing for torch / TensorRT, which overlap requests as they
+    are); `requests`: requests in flight in throughput mode (None: the backend's optimal number).
+    `options` go to the runner and win over the mode's: torch (device, autocast_bf16), onnxruntime (providers,
+    intra_op_threads, inter_op_threads, performance_mode, num_requests), openvino (device, precision_hint,
+    num_threads, num_streams, performance_mode, num_requests), tensorrt (buffers, device_index, in_flight);
     every backend: `verify_hash` (default True: the artifact's sha256 is checked against its manifest on activate).
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     artifact, chosen = backend_for(path, backend)
     if not artifact.exists():
         raise ManifestError(f"{artifact}: no such file")
     verify_hash = bool(options.pop("verify_hash", True))
-    runner = _make_runner(artifact, chosen, options)
+    cls = runner_class(chosen)
+    if mode == "throughput":
+        options = {**cls.throughput_options(requests), **options}
+    runner = cls(artifact, **options)
     runner.verify_hash = verify_hash
     return runner
 
 
-def _make_runner(artifact: Path, chosen: str, options: dict[str, Any]) -> Runner:
+def runner_class(backend: str) -> type[Runner]:
+    """The Runner class of a backend name (imports only that backend's runner module)."""
+    chosen = normalize_backend(backend)
     if chosen == "torch":
         from ssdtrt.runtime.torch_runner import TorchRunner
 
-        return TorchRunner(artifact, **options)
+        return TorchRunner
     if chosen == "onnxruntime":
         from ssdtrt.runtime.onnxruntime_runner import OnnxRuntimeRunner
 
-        return OnnxRuntimeRunner(artifact, **options)
+        return OnnxRuntimeRunner
     if chosen == "openvino":
         from ssdtrt.runtime.openvino_runner import OpenVINORunner
 
-        return OpenVINORunner(artifact, **options)
+        return OpenVINORunner
     from ssdtrt.runtime.tensorrt_runner import TensorRTRunner
 
-    return TensorRTRunner(artifact, **options)
+    return TensorRTRunner
 
 
 def available_backends() -> dict[str, str | None]:

@@ -12,6 +12,7 @@ import abc
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -46,6 +47,19 @@ class Runner(abc.ABC):
     @property
     def name(self) -> str:
         return f"{self.backend}:{self.manifest.precision}"
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The static batch size of the input (from the manifest), or None for a dynamic batch."""
+        dim = self.manifest.inputs[0].shape[0] if self.manifest.inputs else None
+        return dim if isinstance(dim, int) else None
+
+    @classmethod
+    def throughput_options(cls, num_requests: int | None = None) -> dict[str, Any]:
+        """Constructor options that make this backend serve several requests at once (`open_runner(...,
+        mode="throughput")`); `num_requests`: requests in flight, None = the backend's choice. Default: none needed
+        (the runner overlaps `infer_async` requests as it is)."""
+        return {}
 
     def activate(self) -> None:
         if not self.is_active:
@@ -95,6 +109,26 @@ class Runner(abc.ABC):
         if not self.is_active:
             self.activate()
         return self._pool().submit(self._infer, feeds)
+
+    def run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+        """(requests completed, seconds) of this backend alone, `in_flight` requests kept busy for `seconds` on the
+        same `feeds` — its bare throughput, without pre/postprocess (`ssdtrt bench throughput`). Default:
+        `infer_async` futures; backends override it with their own fastest loop."""
+        if seconds <= 0:
+            return 0, 0.0
+        pending: deque[Future[dict[str, np.ndarray]]] = deque()
+        done = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            if len(pending) >= in_flight:
+                pending.popleft().result()
+                done += 1
+            pending.append(self.infer_async(feeds))
+        for fut in pending:
+            fut.result()
+            done += 1
+        return done, time.perf_counter() - start
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._async_lock:

@@ -3,9 +3,6 @@
     with OnnxRuntimeRunner("export/demo_nms.onnx") as runner:
         outputs = runner.infer({"images": batch})
 
-`onnx_predict_fn` wraps runner + preprocess + the postprocess each export mode needs into `images → Detections`
-(pixels), the form `ssdtrt eval` and `ssdtrt compare` consume.
-
 Throughput mode (`performance_mode="throughput"`): `infer_async` runs several `session.run` calls at once on the one
 session (ORT's `run` is thread-safe and releases the GIL). On the CPU each concurrent call then gets
 cores / requests intra-op threads (1 on a 2-core machine: no spinning pool threads fighting over the cores), so the
@@ -15,15 +12,14 @@ requests use the cores side by side instead of all taking turns on every core.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ssdtrt.core.config import PostprocessSpec
-from ssdtrt.core.detections import Detections
 from ssdtrt.core.errors import BackendUnavailableError, ClassCountMismatchError, ManifestError
 from ssdtrt.core.manifest import Manifest, read_manifest
 from ssdtrt.runtime.base import Runner, TensorMeta
@@ -136,6 +132,33 @@ class OnnxRuntimeRunner(Runner):
             return 2
         return min(max(2, os.cpu_count() or 2), 8)
 
+    @classmethod
+    def throughput_options(cls, num_requests: int | None = None) -> dict[str, Any]:
+        """Throughput mode: concurrent `run` calls on the one session (see the module docstring)."""
+        return {"performance_mode": "throughput", **({"num_requests": int(num_requests)} if num_requests else {})}
+
+    def run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+        """`in_flight` threads calling `infer` (ORT's `run`, GIL released) back to back on the one session."""
+        if seconds <= 0:
+            return 0, 0.0
+        if not self.is_active:
+            self.activate()
+        counts = [0] * in_flight
+        start = time.perf_counter()
+        deadline = start + seconds
+
+        def loop(i: int) -> None:
+            while time.perf_counter() < deadline:
+                self.infer(feeds)
+                counts[i] += 1
+
+        threads = [threading.Thread(target=loop, args=(i,), name=f"ssdtrt-bare-{i}") for i in range(in_flight)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts), time.perf_counter() - start
+
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self._session.get_outputs()]
         results = self._session.run(names, feeds)
@@ -153,12 +176,6 @@ class OnnxRuntimeRunner(Runner):
     def providers(self) -> list[str]:
         return list(self._session.get_providers()) if self._session is not None else list(self._providers or [])
 
-    @property
-    def fixed_batch(self) -> int | None:
-        """The static batch size of the input, or None for a dynamic batch."""
-        dim = self.manifest.inputs[0].shape[0]
-        return dim if isinstance(dim, int) else None
-
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
@@ -171,114 +188,9 @@ class OnnxRuntimeRunner(Runner):
         }
 
 
-def run_batched(runner: Runner, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Run a preprocessed [N, 3, H, W] batch on any Runner; a static-batch model is fed in chunks (last one padded)."""
-    dim0 = runner.manifest.inputs[0].shape[0]
-    fixed = dim0 if isinstance(dim0, int) else None
-    name = runner.manifest.inputs[0].name
-    if fixed is None or images.shape[0] == fixed:
-        return runner.infer({name: images})
-    parts: list[dict[str, np.ndarray]] = []
-    for start in range(0, images.shape[0], fixed):
-        chunk = images[start : start + fixed]
-        n = chunk.shape[0]
-        if n < fixed:
-            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
-        parts.append({k: v[:n] for k, v in runner.infer({name: chunk}).items()})
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def outputs_to_detections(
-    outputs: dict[str, np.ndarray], manifest: Manifest, settings: PostprocessSpec | None = None
-) -> list[Detections]:
-    """Normalized Detections per image from the outputs of any export mode.
-
-    `settings` (default: the manifest's postprocess) apply to raw / decoded outputs; an nms graph has its own baked in.
-    """
-    mode = manifest.export_mode
-    class_names = tuple(manifest.class_names)
-    if mode == "nms":
-        num = outputs["num_detections"].astype(np.int64)
-        return [
-            Detections(
-                outputs["boxes"][i, : num[i]].astype(np.float32),
-                outputs["scores"][i, : num[i]].astype(np.float32),
-                outputs["labels"][i, : num[i]].astype(np.int64),
-                class_names,
-            )
-            for i in range(num.shape[0])
-        ]
-    spec = manifest.model_spec
-    if settings is None:
-        settings = PostprocessSpec(**manifest.postprocess) if manifest.postprocess else spec.postprocess
-    if mode == "raw":
-        a, b, flags = outputs["locs"], outputs["logits"], {}
-    else:
-        a, b, flags = outputs["boxes"], outputs["scores"], {"boxes_are_decoded": True, "scores_are_probs": True}
-    from ssdtrt.core.priors import default_boxes
-
-    priors = default_boxes(spec)
-    dets = _postprocess_any(a.astype(np.float32), b.astype(np.float32), priors, spec.variances, asdict(settings), flags)
-    return [Detections(d.boxes, d.scores, d.labels, class_names) for d in dets]
-
-
-def _postprocess_any(
-    locs: np.ndarray, logits: np.ndarray, priors: np.ndarray, variances: Any, settings: dict[str, Any], flags: dict[str, bool]
-) -> list[Detections]:
-    """The numpy postprocess when present (no torch on deployment hosts), else the torch one."""
-    kwargs = {k: settings[k] for k in ("score_threshold", "iou_threshold", "topk_candidates", "max_detections", "min_size")}
-    kwargs["candidates_per_class"] = settings.get("candidates_per_class")
-    try:
-        from ssdtrt.postprocess.host_numpy import postprocess_numpy
-    except ImportError:
-        postprocess_numpy = None
-    if postprocess_numpy is not None:
-        dets = postprocess_numpy(locs, logits, priors, variances=tuple(variances), **kwargs, **flags)
-        return [d.numpy() for d in dets]
-    import torch
-
-    from ssdtrt.postprocess.host_torch import postprocess
-
-    dets = postprocess(torch.from_numpy(locs), torch.from_numpy(logits), priors, variances=tuple(variances), **kwargs, **flags)
-    return [d.numpy() for d in dets]
-
-
 def _disabled_optimizers(manifest: Manifest) -> list[str]:
     """ORT's WeightBiasQuantization int32-quantizes a float Conv bias by x_scale·w_scale in the scales' type: with
     the fp16 Q/DQ scales of an INT8 graph with fp16 float parts, bias / scale overflows fp16 and the biases come out
     wrong (demo model: logits mean error 0.35 instead of 0.055). TensorRT keeps biases float; so does this."""
     calibration = manifest.source.get("calibration") or {}
     return ["WeightBiasQuantization"] if calibration.get("high_precision") == "fp16" else []
-
-
-def onnx_predict_fn(
-    path: str | os.PathLike[str],
-    *,
-    batch_size: int = 8,
-    providers: Sequence[str] | None = None,
-    intra_op_threads: int | None = None,
-    postprocess: PostprocessSpec | None = None,
-    verify_hash: bool = True,
-) -> Callable[[Sequence[np.ndarray]], list[Detections]]:
-    """`predict(images_rgb) → Detections in pixels` for an exported ONNX (any mode and precision).
-
-    `postprocess` overrides the manifest's settings for raw / decoded graphs (an nms graph has them baked in).
-    """
-    from ssdtrt.preprocess.host import preprocess_images
-
-    runner = OnnxRuntimeRunner(path, providers=providers, intra_op_threads=intra_op_threads)
-    runner.verify_hash = verify_hash  # sha256 of the .onnx against its manifest on activate (Runner.verify_hash)
-    runner.activate()
-    pre = runner.manifest.model_spec.preprocess
-
-    def predict(images_rgb: Sequence[np.ndarray]) -> list[Detections]:
-        out: list[Detections] = []
-        for start in range(0, len(images_rgb), batch_size):
-            chunk = list(images_rgb[start : start + batch_size])
-            outputs = run_batched(runner, preprocess_images(chunk, pre))
-            dets = outputs_to_detections(outputs, runner.manifest, postprocess)
-            out += [d.to_pixels(img.shape[1], img.shape[0]) for d, img in zip(dets, chunk)]
-        return out
-
-    predict.runner = runner  # type: ignore[attr-defined]  # callers may inspect or deactivate it
-    return predict

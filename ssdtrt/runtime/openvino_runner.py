@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,26 @@ class OpenVINORunner(Runner):
         self._compiled = None
 
     # ------------------------------------------------------------------------------------------ throughput mode
+    @classmethod
+    def throughput_options(cls, num_requests: int | None = None) -> dict[str, Any]:
+        """Throughput mode: OpenVINO's THROUGHPUT hint and an AsyncInferQueue (see the module docstring)."""
+        return {"performance_mode": "throughput", **({"num_requests": int(num_requests)} if num_requests else {})}
+
+    def run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+        """benchmark_app's loop: an AsyncInferQueue on the compiled model, no callback, inputs shared."""
+        if seconds <= 0:
+            return 0, 0.0
+        ov = import_openvino()
+        infer_queue = ov.AsyncInferQueue(self.compiled_model, in_flight)
+        started = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while time.perf_counter() < deadline:
+            infer_queue.start_async(feeds, share_inputs=True)  # blocks (GIL released) while every request is busy
+            started += 1
+        infer_queue.wait_all()  # no Python callback is registered, so this cannot wait on the GIL
+        return started, time.perf_counter() - start
+
     def optimal_in_flight(self) -> int:
         """`num_requests` if given, else the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS (1 under the
         LATENCY hint, the number of CPU streams under THROUGHPUT)."""
@@ -230,12 +251,6 @@ class OpenVINORunner(Runner):
         if self._compiled is None:
             self.activate()
         return self._compiled
-
-    @property
-    def fixed_batch(self) -> int | None:
-        """The static batch size of the input, or None for a dynamic batch (as `OnnxRuntimeRunner.fixed_batch`)."""
-        dim = self.manifest.inputs[0].shape[0]
-        return dim if isinstance(dim, int) else None
 
     def layer_precisions(self) -> dict[str, dict[str, int]]:
         """Executed precision per layer type of the compiled model, e.g. {"Convolution": {"u8": 25}} for int8."""

@@ -344,12 +344,6 @@ class TensorRTRunner(TorchBuffersMixin, Runner):
                 meta[name] = TensorMeta(name, dtype, shape)
         return meta
 
-    @property
-    def fixed_batch(self) -> int | None:
-        """The static batch size of the input, or None for a dynamic batch (as `OnnxRuntimeRunner.fixed_batch`)."""
-        dim = self.manifest.inputs[0].shape[0]
-        return dim if isinstance(dim, int) else None
-
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {**super().describe(), "buffers": self.buffers, "device_index": self.device_index,
                                 "in_flight": self.in_flight}

@@ -5,7 +5,8 @@
         heads = runner.infer_torch({"images": cuda_batch})   # torch tensors stay on the device
 
 torch is imported when a TorchRunner is created (never by `ssdtrt.runtime` itself); the manifest is synthesized
-from the checkpoint (kind `checkpoint`, export mode `raw`).
+from the checkpoint (kind `checkpoint`, export mode `raw`). `TorchRunner.from_model(model)` runs a model already in
+memory (the training loop's evaluation): eval mode while active, its training mode back on `deactivate`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ INPUT_NAME = "images"
 OUTPUT_NAMES = ("locs", "logits")
 
 
-def checkpoint_manifest(path: Path, model: Any, precision: str = "fp32") -> Manifest:
-    """The manifest a raw, dynamic-batch export of this checkpoint would have (kind `checkpoint`)."""
+def checkpoint_manifest(path: Path | None, model: Any, precision: str = "fp32") -> Manifest:
+    """The manifest a raw, dynamic-batch export of this checkpoint would have (kind `checkpoint`; `path` None: a
+    model in memory, no file to name or hash)."""
     from ssdtrt.io.files import sha256_file
 
     spec = model.spec
@@ -34,7 +36,7 @@ def checkpoint_manifest(path: Path, model: Any, precision: str = "fp32") -> Mani
     pre = spec.preprocess
     num_priors = spec.priors.num_priors
     return Manifest(
-        artifact=path.name,
+        artifact=path.name if path is not None else "<in-memory>",
         kind="checkpoint",
         spec=spec_json,
         num_classes=int(model.num_classes),
@@ -47,7 +49,7 @@ def checkpoint_manifest(path: Path, model: Any, precision: str = "fp32") -> Mani
             TensorInfo("logits", ["batch", num_priors, int(model.num_classes)], "float32", "NPC"),
         ],
         postprocess=spec_json["postprocess"],
-        source={"checkpoint": str(path), "sha256": sha256_file(path),
+        source={**({"checkpoint": str(path), "sha256": sha256_file(path)} if path is not None else {}),
                 **({"category_ids": list(model.category_ids)} if getattr(model, "category_ids", None) else {})},
         tools=tool_versions("torch", "torchvision"),
     )
@@ -58,29 +60,46 @@ class TorchRunner(Runner):
 
     backend = "torch"
 
-    def __init__(self, checkpoint_path: str | os.PathLike[str], *, device: str = "cpu", autocast_bf16: bool = False) -> None:
-        self.path = Path(checkpoint_path)
-        if not self.path.is_file():
+    def __init__(
+        self,
+        checkpoint_path: str | os.PathLike[str] | None,
+        *,
+        device: str = "cpu",
+        autocast_bf16: bool = False,
+        model: Any = None,
+    ) -> None:
+        self.path: Path | None = None if checkpoint_path is None else Path(checkpoint_path)
+        if model is None and (self.path is None or not self.path.is_file()):
             raise CheckpointError(f"{self.path}: no such checkpoint file")
-        self.device = device
+        self.device = str(device)
         self.autocast_bf16 = autocast_bf16
-        self._torch: Any = None
-        self.model = self._load()
+        self._was_training = False
+        self._torch: Any = self._import_torch()
+        self.model = model if model is not None else self._load()
         super().__init__(checkpoint_manifest(self.path, self.model, "bf16" if autocast_bf16 else "fp32"))
 
-    def _load(self) -> Any:
+    @classmethod
+    def from_model(cls, model: Any, device: str = "cpu", *, autocast_bf16: bool = False) -> TorchRunner:
+        """A runner over an SSD model already in memory (with `.spec`, `.num_classes`, `.class_names`) on `device`:
+        nothing on disk to verify; its training mode comes back on `deactivate`."""
+        return cls(None, device=device, autocast_bf16=autocast_bf16, model=model)
+
+    def _import_torch(self) -> Any:
         try:
             import torch
         except ImportError as err:
             raise BackendUnavailableError("the torch backend needs PyTorch: pip install torch") from err
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailableError(f"device {self.device!r} requested but torch sees no CUDA GPU")
+        return torch
+
+    def _load(self) -> Any:
         from ssdtrt.model.checkpoint import load_model
 
-        self._torch = torch
         return load_model(self.path, self.device)
 
     def _activate(self) -> None:
+        self._was_training = bool(self.model.training)
         self.model.eval()
 
     def infer_torch(self, feeds: dict[str, Any]) -> dict[str, Any]:
@@ -124,17 +143,12 @@ class TorchRunner(Runner):
         return host, {stage: float(a.elapsed_time(b)) for stage, (a, b) in zip(stages, zip(events, events[1:]))}
 
     def _deactivate(self) -> None:
+        self.model.train(self._was_training)
         if self.device.startswith("cuda"):
             self._torch.cuda.empty_cache()
 
     def input_metadata(self) -> dict[str, TensorMeta]:
         return {t.name: TensorMeta(t.name, np.dtype(t.dtype), tuple(t.shape)) for t in self.manifest.inputs}
-
-    @property
-    def fixed_batch(self) -> int | None:
-        """The static batch size of the input, or None for a dynamic batch (as `OnnxRuntimeRunner.fixed_batch`)."""
-        dim = self.manifest.inputs[0].shape[0]
-        return dim if isinstance(dim, int) else None
 
     def describe(self) -> dict[str, Any]:
         info = {**super().describe(), "device": self.device, "autocast_bf16": self.autocast_bf16}

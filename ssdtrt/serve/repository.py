@@ -108,9 +108,9 @@ def _names(model_name: str) -> dict[str, str]:
 
 
 def _overrides(settings: RepositorySettings) -> dict[str, Any]:
-    given = {"score_threshold": settings.score_threshold, "iou_threshold": settings.iou_threshold,
-             "max_detections": settings.max_detections}
-    return {k: v for k, v in given.items() if v is not None}
+    from ssdtrt.postprocess.settings import override_values
+
+    return override_values(settings)
 
 
 def _check_detector_fits(model: Path, manifest: Manifest, settings: RepositorySettings) -> None:

@@ -6,7 +6,11 @@
 Three things run at once on a CPU: image decoding (OpenCV, GIL released), the backend's own inference threads on
 `in_flight` requests, and Python pre/postprocessing of the batches around them. Every queue is bounded, so memory
 depends on `in_flight`, `batch_size` and `depth`, never on how many images go through. Results are the sequential
-path's exactly: the same `Detector.preprocess` / `postprocess` run on the same batches, only interleaved in time.
+path's exactly: the same `preprocess` / `postprocess` run on the same batches, only interleaved in time.
+
+The stream drives any `ssdtrt.inference.protocol.AsyncDetector` (a `Detector` is one): it preprocesses a batch,
+submits it, postprocesses the outputs, and reads the target's static batch, batch cap, request count and one-image
+request time — it never reaches into a runner or writes into the target.
 """
 
 from __future__ import annotations
@@ -27,9 +31,7 @@ from ssdtrt.io.images import InputItem
 from ssdtrt.stream.reader import StreamInput, read_ordered
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
-    from ssdtrt.inference.detector import Detector
+    from ssdtrt.inference.protocol import AsyncDetector, PendingOutputs
 
 
 @dataclass
@@ -57,10 +59,10 @@ class StreamSettings:
     """How a stream overlaps its stages; None = the backend's choice.
 
     batch_size: images per inference request (default: the model's static batch, else `auto_batch`: 1 for a model
-    whose single-image request takes TARGET_REQUEST_MS or more, as `benchmark_app` runs, up to the Detector's
+    whose single-image request takes ONE_IMAGE_MS or more, as `benchmark_app` runs, up to the target's
     `batch_size` for a small one, whose per-request Python cost would otherwise dominate).
     in_flight: requests pending at once
-    (default `runner.optimal_in_flight()`). depth: decoded images read ahead. decode_workers: image decoding threads.
+    (default the target's `optimal_in_flight()`). depth: decoded images read ahead. decode_workers: image decoding threads.
     on_error: "raise" the first unreadable input's ImageReadError, or "yield" it as a result with `.error` set.
     """
 
@@ -87,8 +89,8 @@ class _Slot:
 
     items: list[InputItem]
     started_s: list[float]
-    future: Future[dict[str, np.ndarray]] | None = None
-    real: int = 0  # good images in the batch (the rest of a static batch is zero padding)
+    future: PendingOutputs | None = None
+    real: int = 0  # good images in the batch
 
 
 #: A request should carry at least this much work, as timed by the probe (one synchronous request: inference on one
@@ -104,43 +106,34 @@ ONE_IMAGE_MS = 10.0
 PROBE_REQUESTS = 5
 
 
-def auto_batch(detector: Detector) -> int:
+def auto_batch(target: AsyncDetector) -> int:
     """Images per request for a stream when nobody chose: 1 when a one-image request takes ONE_IMAGE_MS or more,
-    else enough that one request carries TARGET_REQUEST_MS, at most `detector.batch_size` (what `detect` batches).
-    Probed once per Detector with batch-1 requests on zeros and remembered (`detector.stream_batch`)."""
-    if detector.stream_batch is not None:
-        return detector.stream_batch
-    batch = 1
-    if detector.batch_size > 1:
-        pre = detector.spec.preprocess
-        feeds = {detector.input.name: np.zeros((1, 3, pre.height, pre.width), dtype=np.dtype(detector.input.dtype))}
-        detector.runner.infer(feeds)
-        samples_ms = []
-        for _ in range(PROBE_REQUESTS):
-            start = time.perf_counter()
-            detector.runner.infer(feeds)
-            samples_ms.append((time.perf_counter() - start) * 1e3)
-        request_ms = min(samples_ms)  # the least disturbed sample: a noisy machine should not shrink the batch
-        if request_ms < ONE_IMAGE_MS:
-            batch = int(min(detector.batch_size, max(1, np.ceil(TARGET_REQUEST_MS / max(request_ms, 1e-3)))))
-    detector.stream_batch = batch
-    return batch
+    else enough that one request carries TARGET_REQUEST_MS, at most `target.batch_size` (what `detect` batches).
+    The one-image request time is probed once per target (`target.request_ms`, which remembers it)."""
+    if target.batch_size <= 1:
+        return 1
+    request_ms = target.request_ms(PROBE_REQUESTS)
+    if request_ms >= ONE_IMAGE_MS:
+        return 1
+    return int(min(target.batch_size, max(1, np.ceil(TARGET_REQUEST_MS / max(request_ms, 1e-3)))))
 
 
-def resolved(detector: Detector, settings: StreamSettings) -> tuple[int, int, int]:
+def resolved(target: AsyncDetector, settings: StreamSettings) -> tuple[int, int, int]:
     """(batch_size, in_flight, depth) after filling the backend's defaults (the batch: the model's static batch,
-    else `auto_batch`), on the activated runner (the probe and the optimal request count need it)."""
-    detector.runner.activate()
-    batch = settings.batch_size or detector.static_batch or auto_batch(detector)
-    in_flight = settings.in_flight or max(1, detector.runner.optimal_in_flight())
+    else `auto_batch`), on the activated target (the probe and the optimal request count need it)."""
+    target.activate()
+    batch = settings.batch_size or target.static_batch or auto_batch(target)
+    in_flight = settings.in_flight or max(1, target.optimal_in_flight())
     depth = settings.depth or max(2 * batch * in_flight, 4)
     return batch, in_flight, depth
 
 
-def stream_detect(detector: Detector, inputs: Iterable[StreamInput], settings: StreamSettings | None = None) -> Iterator[StreamResult]:
+def stream_detect(
+    target: AsyncDetector, inputs: Iterable[StreamInput], settings: StreamSettings | None = None
+) -> Iterator[StreamResult]:
     """Detections of every image / frame of `inputs` in input order, stages overlapped (see the module docstring)."""
     settings = settings or StreamSettings()
-    batch, in_flight, depth = resolved(detector, settings)  # activates the runner
+    batch, in_flight, depth = resolved(target, settings)  # activates the model
     slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=in_flight)
     stop = threading.Event()
     items = read_ordered(inputs, workers=settings.decode_workers, depth=depth)
@@ -158,7 +151,7 @@ def stream_detect(detector: Detector, inputs: Iterable[StreamInput], settings: S
         try:
             for slot in _slots(items, batch):
                 if slot.real:
-                    slot.future = _start(detector, slot, batch)
+                    slot.future = _start(target, slot)
                 if not put(("slot", slot)):
                     return
             put(("end", None))
@@ -176,7 +169,7 @@ def stream_detect(detector: Detector, inputs: Iterable[StreamInput], settings: S
                 return
             if kind == "error":
                 raise value
-            yield from _finish(detector, value, settings.on_error)
+            yield from _finish(target, value, settings.on_error)
     finally:
         stop.set()
         worker.join(timeout=30)
@@ -198,22 +191,17 @@ def _slots(items: Iterator[InputItem], batch: int) -> Iterator[_Slot]:
         yield slot
 
 
-def _start(detector: Detector, slot: _Slot, batch: int) -> Future[dict[str, np.ndarray]]:
-    """Preprocess the slot's good images (zero-padded to a static batch) and start their inference."""
+def _start(target: AsyncDetector, slot: _Slot) -> PendingOutputs:
+    """Preprocess the slot's good images and start their inference (the target pads a static batch)."""
     images = [it.image_rgb for it in slot.items if it.ok]
-    tensor = detector.preprocess(images)  # type: ignore[arg-type]
-    if detector.static_batch and tensor.shape[0] < detector.static_batch:
-        pad = np.zeros((detector.static_batch - tensor.shape[0], *tensor.shape[1:]), tensor.dtype)
-        tensor = np.concatenate([tensor, pad])
-    return detector.runner.infer_async({detector.input.name: tensor})
+    return target.submit(target.preprocess(images))  # type: ignore[arg-type]
 
 
-def _finish(detector: Detector, slot: _Slot, on_error: str) -> Iterator[StreamResult]:
+def _finish(target: AsyncDetector, slot: _Slot, on_error: str) -> Iterator[StreamResult]:
     dets: list[Detections] = []
     if slot.future is not None:
         outputs = slot.future.result()
-        outputs = {k: v[: slot.real] for k, v in outputs.items()}
-        dets = detector.postprocess(outputs, [it.image_rgb.shape[:2] for it in slot.items if it.ok])  # type: ignore[union-attr]
+        dets = target.postprocess(outputs, [it.image_rgb.shape[:2] for it in slot.items if it.ok])  # type: ignore[union-attr]
     done = time.perf_counter()
     good = iter(dets)
     for item, started in zip(slot.items, slot.started_s):

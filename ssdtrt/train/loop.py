@@ -219,11 +219,11 @@ def _make_loader(cfg: TrainConfig, dataset: Any, transform: Any, ctx: DistContex
 
 
 def _eval(model: Any, val_ds: Any, cfg: TrainConfig, device: Any) -> tuple[dict[str, Any], float]:
-    from ssdtrt.evaluate import evaluate, torch_predict_fn
+    from ssdtrt.evaluate import evaluate, model_detector
 
     t0 = time.perf_counter()
-    fn = torch_predict_fn(model, device, batch_size=cfg.eval_batch_size)
-    res = evaluate(fn, val_ds, batch_size=cfg.eval_batch_size, limit=cfg.eval_limit)
+    with model_detector(model, device, batch_size=cfg.eval_batch_size) as det:
+        res = evaluate(det.detect, val_ds, batch_size=cfg.eval_batch_size, limit=cfg.eval_limit)
     return res.to_dict(), time.perf_counter() - t0
 
 

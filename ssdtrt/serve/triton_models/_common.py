@@ -27,7 +27,9 @@ def version_dir(args):
 
 def settings(params):
     out = {}
-    for key, cast in (("score_threshold", float), ("iou_threshold", float), ("max_detections", int)):
+    from ssdtrt.postprocess.settings import OVERRIDE_TYPES  # ssdtrt is importable once import_ssdtrt ran
+
+    for key, cast in OVERRIDE_TYPES.items():
         if params.get(key, ""):
             out[key] = cast(params[key])
     return out
