@@ -50,7 +50,8 @@ def test_engine_detections_equal_host_on_the_reference(engine_u8) -> None:  # no
     from ssdtrt.inference.detector import Detector
 
     with Detector(engine_u8.engine_path) as det, OpenVINORunner(engine_u8.reference.engine_path) as ref:
-        engine = det.postprocess(det.infer(images), [(1, 1)] * len(images))  # sizes 1x1: normalized boxes
+        assert det.stages.preprocessor.placement == det.stages.postprocessor.placement == "engine"
+        engine = det.postprocess(det.infer(det.preprocess(list(images))), [(1, 1)] * len(images))  # 1x1: normalized
         heads = ref.infer({"images": normalize_batch(images, SMALL.preprocess)})
     host = postprocess_numpy(heads["locs"], heads["logits"], default_boxes(SMALL), **SMALL.postprocess.as_kwargs())
     diff = compare_sets(host, engine)
