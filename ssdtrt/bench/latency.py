@@ -199,9 +199,9 @@ def plan_variants(
 
 
 def _threads(backend: str, threads: int | None) -> dict[str, Any]:
-    if threads is None:
-        return {}
-    return {"intra_op_threads": threads} if backend == "onnxruntime" else {"num_threads": threads}
+    from ssdtrt.runtime import runner_class
+
+    return {} if threads is None else runner_class(backend).thread_options(threads)
 
 
 def bench_images(settings: LatencySettings) -> list[np.ndarray]:

@@ -154,26 +154,14 @@ def _runner_options(model: Path, backend: str | None, device: str | None) -> dic
     """`--device` (cpu | cuda[:i]) in each backend's own terms; nothing when not given (the backend's default)."""
     if device is None:
         return {}
-    from ssdtrt.core.errors import BackendUnavailableError
-    from ssdtrt.runtime import backend_for
+    from ssdtrt.runtime import backend_for, runner_class
 
     device = device.lower()
     if device != "cpu" and not device.startswith("cuda"):
         raise typer.BadParameter(f"--device must be cpu or cuda[:index], not {device!r}")
     _, chosen = backend_for(model, backend)
     index = int(device.partition(":")[2] or 0) if device.startswith("cuda") else None
-    if chosen == "torch":
-        return {"device": device}
-    if chosen == "onnxruntime":
-        cpu = ["CPUExecutionProvider"]
-        return {"providers": cpu if index is None else [("CUDAExecutionProvider", {"device_id": index}), *cpu]}
-    if chosen == "openvino":
-        if index is not None:
-            raise BackendUnavailableError("OpenVINO runs on the CPU here; use --device cpu (or TensorRT for CUDA)")
-        return {"device": "CPU"}
-    if index is None:
-        raise BackendUnavailableError("TensorRT runs on a CUDA GPU; --device cpu is not possible for a .plan")
-    return {"device_index": index}
+    return runner_class(chosen).device_options(index)
 
 
 def _open_detector(

@@ -54,12 +54,17 @@ class Runner(abc.ABC):
         dim = self.manifest.inputs[0].shape[0] if self.manifest.inputs else None
         return dim if isinstance(dim, int) else None
 
+    #: The runner's constructor takes `performance_mode` ("latency" | "throughput") and `num_requests` (OpenVINO,
+    #: ONNX Runtime); others overlap `infer_async` requests as they are.
+    has_performance_mode: bool = False
+
     @classmethod
     def throughput_options(cls, num_requests: int | None = None) -> dict[str, Any]:
         """Constructor options that make this backend serve several requests at once (`open_runner(...,
-        mode="throughput")`); `num_requests`: requests in flight, None = the backend's choice. Default: none needed
-        (the runner overlaps `infer_async` requests as it is)."""
-        return {}
+        mode="throughput")`); `num_requests`: requests in flight, None = the backend's choice."""
+        if not cls.has_performance_mode:
+            return {}
+        return {"performance_mode": "throughput", **({"num_requests": int(num_requests)} if num_requests else {})}
 
     def activate(self) -> None:
         if not self.is_active:
@@ -110,12 +115,28 @@ class Runner(abc.ABC):
             self.activate()
         return self._pool().submit(self._infer, feeds)
 
+    @classmethod
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        """Constructor options that put this runner on the CPU (None) or on CUDA device `device_index`; a device the
+        backend cannot use is a BackendUnavailableError. Default: the backend's own choice (no option)."""
+        return {}
+
+    @classmethod
+    def thread_options(cls, threads: int) -> dict[str, Any]:
+        """Constructor options for `threads` intra-op CPU threads (default: none; torch's are set process-wide)."""
+        return {}
+
     def run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
         """(requests completed, seconds) of this backend alone, `in_flight` requests kept busy for `seconds` on the
         same `feeds` — its bare throughput, without pre/postprocess (`ssdtrt bench throughput`). Default:
-        `infer_async` futures; backends override it with their own fastest loop."""
+        `infer_async` futures; backends override `_run_saturated` with their own fastest loop."""
         if seconds <= 0:
             return 0, 0.0
+        if not self.is_active:
+            self.activate()
+        return self._run_saturated(feeds, in_flight, seconds)
+
+    def _run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
         pending: deque[Future[dict[str, np.ndarray]]] = deque()
         done = 0
         start = time.perf_counter()

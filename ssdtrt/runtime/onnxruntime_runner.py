@@ -50,6 +50,7 @@ class OnnxRuntimeRunner(Runner):
     """One ONNX model in one onnxruntime InferenceSession."""
 
     backend = "onnxruntime"
+    has_performance_mode = True  # throughput: concurrent `run` calls on the one session (module docstring)
 
     def __init__(
         self,
@@ -133,16 +134,16 @@ class OnnxRuntimeRunner(Runner):
         return min(max(2, os.cpu_count() or 2), 8)
 
     @classmethod
-    def throughput_options(cls, num_requests: int | None = None) -> dict[str, Any]:
-        """Throughput mode: concurrent `run` calls on the one session (see the module docstring)."""
-        return {"performance_mode": "throughput", **({"num_requests": int(num_requests)} if num_requests else {})}
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        cpu = ["CPUExecutionProvider"]
+        return {"providers": cpu if device_index is None else [("CUDAExecutionProvider", {"device_id": device_index}), *cpu]}
 
-    def run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+    @classmethod
+    def thread_options(cls, threads: int) -> dict[str, Any]:
+        return {"intra_op_threads": int(threads)}
+
+    def _run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
         """`in_flight` threads calling `infer` (ORT's `run`, GIL released) back to back on the one session."""
-        if seconds <= 0:
-            return 0, 0.0
-        if not self.is_active:
-            self.activate()
         counts = [0] * in_flight
         start = time.perf_counter()
         deadline = start + seconds

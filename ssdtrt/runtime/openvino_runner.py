@@ -45,6 +45,7 @@ class OpenVINORunner(Runner):
     `infer_async` (created on first use; `num_requests` or the compiled model's optimal number of requests)."""
 
     backend = "openvino"
+    has_performance_mode = True  # throughput: the THROUGHPUT hint and an AsyncInferQueue (module docstring)
 
     def __init__(
         self,
@@ -152,14 +153,17 @@ class OpenVINORunner(Runner):
 
     # ------------------------------------------------------------------------------------------ throughput mode
     @classmethod
-    def throughput_options(cls, num_requests: int | None = None) -> dict[str, Any]:
-        """Throughput mode: OpenVINO's THROUGHPUT hint and an AsyncInferQueue (see the module docstring)."""
-        return {"performance_mode": "throughput", **({"num_requests": int(num_requests)} if num_requests else {})}
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        if device_index is not None:
+            raise BackendUnavailableError("OpenVINO runs on the CPU here; use --device cpu (or TensorRT for CUDA)")
+        return {"device": "CPU"}
 
-    def run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
+    @classmethod
+    def thread_options(cls, threads: int) -> dict[str, Any]:
+        return {"num_threads": int(threads)}
+
+    def _run_saturated(self, feeds: dict[str, np.ndarray], in_flight: int, seconds: float) -> tuple[int, float]:
         """benchmark_app's loop: an AsyncInferQueue on the compiled model, no callback, inputs shared."""
-        if seconds <= 0:
-            return 0, 0.0
         ov = import_openvino()
         infer_queue = ov.AsyncInferQueue(self.compiled_model, in_flight)
         started = 0

@@ -344,6 +344,12 @@ class TensorRTRunner(TorchBuffersMixin, Runner):
                 meta[name] = TensorMeta(name, dtype, shape)
         return meta
 
+    @classmethod
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        if device_index is None:
+            raise BackendUnavailableError("TensorRT runs on a CUDA GPU; --device cpu is not possible for a .plan")
+        return {"device_index": device_index}
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {**super().describe(), "buffers": self.buffers, "device_index": self.device_index,
                                 "in_flight": self.in_flight}

@@ -84,6 +84,10 @@ class TorchRunner(Runner):
         nothing on disk to verify; its training mode comes back on `deactivate`."""
         return cls(None, device=device, autocast_bf16=autocast_bf16, model=model)
 
+    @classmethod
+    def device_options(cls, device_index: int | None) -> dict[str, Any]:
+        return {"device": "cpu" if device_index is None else f"cuda:{device_index}"}
+
     def _import_torch(self) -> Any:
         try:
             import torch

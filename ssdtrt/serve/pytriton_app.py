@@ -104,12 +104,12 @@ def serve(model: str | os.PathLike[str], settings: ServeSettings, *, on_ready: C
             f"ssdtrt serve needs PyTriton ({err.name or err}): pip install 'ssdtrt[serve]' (numpy<2 is required by it)"
         ) from None
     from ssdtrt.inference.detector import Detector
+    from ssdtrt.postprocess.settings import override_values
 
     ensure_libpython_on_ld_path()
     detectors = [
-        Detector(model, backend=settings.backend, score_threshold=settings.score_threshold,
-                 iou_threshold=settings.iou_threshold, max_detections=settings.max_detections,
-                 batch_size=settings.max_batch_size, verify_hash=settings.verify_hash, **settings.runner_options)
+        Detector(model, backend=settings.backend, **override_values(settings), batch_size=settings.max_batch_size,
+                 verify_hash=settings.verify_hash, **settings.runner_options)
         for _ in range(max(1, settings.instances))
     ]
     k = detectors[0].settings.max_detections
