@@ -65,3 +65,16 @@ def test_cli_export_input_flag_and_openvino_build(small_checkpoint: Path, tmp_pa
         got = runner.infer({"images": images})
     np.testing.assert_array_equal(got["num_detections"], num)
     np.testing.assert_allclose(got["scores"][0, : num[0]], scores[0, : num[0]], atol=1e-5)
+
+
+def test_triton_repository_takes_the_uint8_input(uint8_raw_onnx: Path, tmp_path: Path) -> None:
+    """The repository is manifest-driven: the preprocess model hands the detector uint8 NHWC (resize only)."""
+    from ssdtrt.serve.repository import RepositorySettings, export_repository
+    from ssdtrt.serve.stages import stage_detector
+
+    out = export_repository(uint8_raw_onnx, tmp_path / "repo", RepositorySettings())
+    pre = next(out.glob("*pre*/config.pbtxt")).read_text()
+    assert 'name: "images" data_type: TYPE_UINT8 dims: [ 160, 160, 3 ]' in pre
+    stages = stage_detector(uint8_raw_onnx.with_suffix(".json"))
+    batch = stages.preprocess([np.zeros((90, 120, 3), np.uint8)])
+    assert batch.dtype == np.uint8 and batch.shape == (1, 160, 160, 3)

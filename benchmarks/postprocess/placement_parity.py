@@ -109,7 +109,7 @@ def run_model(name: str, onnx: Path, work: Path, n_images: int, with_map: bool, 
         t1 = time.perf_counter()
         x = normalize_batch(small, spec.preprocess)
         out = ref(x)
-        heads = {p.get_any_name(): out[p] for p in ref.outputs}
+        heads = {name: out[ref.output(name)] for name in ("locs", "logits")}  # by tensor name (int8 IRs merge names)
         host += postprocess_numpy(heads["locs"], heads["logits"], priors, **settings.as_kwargs())
         engine_f += _engine_dets(eng_f32in, x)
         t2 = time.perf_counter()
