@@ -198,3 +198,27 @@ def test_uint8_input_gives_the_host_normalized_heads(small_raw_onnx: Path) -> No
     swapped = _compile(add_uint8_input(core.read_model(str(small_raw_onnx)), bgr))(images)
     ref = raw(normalize_batch(images, bgr))
     np.testing.assert_allclose(swapped[0], ref[0], rtol=0, atol=1e-5)
+
+
+def test_resnet50_preset_on_random_heads_equals_host() -> None:
+    """The SSD300-ResNet50 preset's settings (score 0.05, IoU 0.5, no per-class top-k, min size 1/300, 100 per image)
+    on its 8,732 priors x 81 classes, heads drawn so thousands of scores pass and some boxes are under the minimum
+    size: the engine-placed graph equals the host numpy postprocess as sets, over 4 images (no difference allowed)."""
+    from ssdtrt.postprocess.openvino_graph import append_detection_output
+
+    r50 = get_preset("ssd300-resnet50")
+    priors = default_boxes(r50)
+    p, c = priors.shape[0], r50.default_num_classes
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((4, p, c)).astype(np.float32)
+    logits[..., 0] += 2.0
+    locs = rng.standard_normal((4, p, 4)).astype(np.float32)
+    locs[:, ::13, 2:] -= 9.0  # tiny boxes: exp(-1.8) x the small priors is under 1/300
+    engine = _compile(append_detection_output(_heads_model(p, c), r50, r50.postprocess))
+    got = _detections(engine, [locs, logits])
+    host = postprocess_numpy(locs, logits, priors, **r50.postprocess.as_kwargs())
+    candidates = int((postprocess_numpy(locs, logits, priors, **replace(r50.postprocess, max_detections=100000,
+                                                                          iou_threshold=1.0).as_kwargs())[0].scores.size))
+    assert candidates > 1000  # the keep_top_k cut and NMS both have work to do
+    diff = compare_sets(host, got)
+    assert diff.equal and diff.matched == 400, diff
