@@ -163,11 +163,10 @@ def _transform(model: Any, manifest: Manifest, postprocess: str, input_format: s
         first = manifest.inputs[0]
         inputs = [TensorInfo(first.name, [first.shape[0], spec.preprocess.height, spec.preprocess.width, 3], "uint8", "NHWC")]
     if postprocess == "engine":
-        from ssdtrt.core.config import PostprocessSpec
         from ssdtrt.postprocess.openvino_graph import append_detection_output
+        from ssdtrt.postprocess.settings import baked_settings
 
-        settings = replace(spec.postprocess, **{k: v for k, v in manifest.postprocess.items()
-                                                 if k in PostprocessSpec.__dataclass_fields__})
+        settings = baked_settings(manifest.postprocess, spec.postprocess)  # what the export recorded
         model = append_detection_output(model, spec, settings)
         n, k = inputs[0].shape[0], int(settings.max_detections)
         outputs = [TensorInfo("num_detections", [n], "int32", "N"), TensorInfo("boxes", [n, k, 4], "float32", "NK4"),
