@@ -69,12 +69,13 @@ def test_engine_placement_needs_raw_heads(tmp_path: Path, small_checkpoint: Path
         build_openvino(nms, tmp_path / "x", postprocess="gpu")
 
 
-def test_cli_defaults_to_engine_for_raw_exports(small_raw_onnx: Path, tmp_path: Path) -> None:
+def test_cli_defaults_to_engine_pre_and_postprocess_for_raw_exports(small_raw_onnx: Path, tmp_path: Path) -> None:
     from ssdtrt.cli.app import main
 
     assert main(["build-engine", str(small_raw_onnx), "--backend", "openvino", "--out", str(tmp_path / "e"),
                  "--no-validate"]) == 0
-    assert read_manifest(tmp_path / "e.xml").engine["postprocess"] == "engine"
+    default = read_manifest(tmp_path / "e.xml")
+    assert (default.engine["postprocess"], default.input_format) == ("engine", "uint8-nhwc")
     assert (tmp_path / "e-heads.xml").is_file()
     assert main(["build-engine", str(small_raw_onnx), "--backend", "openvino", "--out", str(tmp_path / "h"),
                  "--postprocess", "host", "--no-validate"]) == 0

@@ -69,13 +69,15 @@ def build_engine_cmd(
     postprocess: Annotated[
         Optional[Placement],  # noqa: UP007
         typer.Option("--postprocess", help="OpenVINO, raw exports: engine = softmax + DetectionOutput in the IR "
-                     "(detections out; the default, faster), host = raw heads out, decoded by numpy. The raw-heads "
-                     "IR is kept beside an engine build as <name>-heads.xml."),
+                     "(the outputs of an nms export), host = raw heads out, decoded by numpy. Default for a raw export: "
+                     "engine with --input uint8-nhwc (benchmarks/throughput/placement.md). The raw-heads IR is kept "
+                     "beside an engine build as <name>-heads.xml."),
     ] = None,
     input_format: Annotated[
         Optional[InputFormat],  # noqa: UP007
         typer.Option("--input", help="OpenVINO: float32-nchw (host normalizes) or uint8-nhwc (the decoded RGB image "
-                     "at network size; type, layout and normalization in the IR). Default: the ONNX's input."),
+                     "at network size; type, layout and normalization in the IR). Default: uint8-nhwc when --postprocess is "
+                     "not given on a raw export, else the ONNX's input."),
     ] = None,
 ) -> None:
     """Build a deployable engine from an exported ONNX (precision comes from the ONNX: fp32, fp16 or int8 Q/DQ)."""
@@ -109,14 +111,15 @@ def build_engine_cmd(
             f"{eng['build_seconds']:.1f} s) and {result.manifest_path}"
         )
         return
-    from ssdtrt.engines.openvino_builder import DEFAULT_POSTPROCESS, build_openvino, read_onnx_manifest
+    from ssdtrt.engines.openvino_builder import DEFAULT_INPUT, DEFAULT_POSTPROCESS, build_openvino, read_onnx_manifest
 
-    placement = postprocess.value if postprocess is not None else DEFAULT_POSTPROCESS
-    if postprocess is None and read_onnx_manifest(model)[1].export_mode != "raw":
-        placement = "host"  # decoded / nms exports keep their outputs
+    raw = read_onnx_manifest(model)[1].export_mode == "raw"
+    placement = postprocess.value if postprocess is not None else (DEFAULT_POSTPROCESS if raw else "host")
+    chosen_input = input_format.value if input_format is not None else (
+        DEFAULT_INPUT if raw and postprocess is None else None)  # None: the ONNX's input
     with con.status(f"converting {model} to OpenVINO IR"):
         result = build_openvino(model, out, precision_hint=precision.value, validate=not no_validate,
-                                postprocess=placement, input_format=input_format.value if input_format else None)
+                                postprocess=placement, input_format=chosen_input)
     compiled = result.manifest.engine.get("compiled_inference_precision")
     note = f", compiled as {compiled}" if compiled else ""
     con.print(

@@ -38,9 +38,11 @@ from ssdtrt.runtime.openvino_runner import PRECISION_HINTS, OpenVINORunner, impo
 
 #: Where an OpenVINO build puts the postprocess: "host" (raw heads out, numpy decodes) or "engine" (DetectionOutput).
 POSTPROCESS_PLACEMENTS = ("host", "engine")
-#: `ssdtrt build-engine --backend openvino` on a raw export without --postprocess: the faster placement that passes
-#: parity (benchmarks/throughput/placement.md).
+#: `ssdtrt build-engine --backend openvino` on a raw export without --postprocess / --input: pre- and postprocess in
+#: the engine, the placement that passes parity and measured fastest (benchmarks/throughput/placement.md). The
+#: library's `build_openvino` keeps the ONNX's outputs and input unless told.
 DEFAULT_POSTPROCESS = "engine"
+DEFAULT_INPUT = "uint8-nhwc"
 
 
 @dataclass
