@@ -64,6 +64,8 @@ def main() -> None:
     lat = [json.loads(p.read_text()) for p in args.latency]
     lines = ["# Placement: pipeline vs bare raw-heads (written by `bash benchmarks/throughput/run_placement.sh`)", "",
              "```", args.machine.read_text().strip(), "```", "",
+             "Load averages above the core count mean other jobs shared the cores: the rounds then spread widely; read the "
+             "ratios (each from one run, bare and pipeline alternated), not the absolute figures.", "",
              "## Throughput (480×640 decoded frames in; bare = the raw-heads IR's own loop, same requests and batch)", "",
              "| model | placement | batch | pipeline img/s | bare img/s | bare reference | ratio (median; rounds) | latency p50 ms |",
              "|---|---|---:|---:|---:|---|---|---:|", *throughput_rows(tp), "",

@@ -62,6 +62,10 @@ for r in $(seq 1 "$ROUNDS"); do
     --json $LAT/placement-r$r.json --markdown $LAT/placement-r$r.md
   lat+=("$LAT/placement-r$r.json")
 done
+# 4. the same three builds interleaved iteration by iteration (bare raw-heads infer, host e2e, engine e2e, engine
+#    pre+post e2e): robust to drift on a shared machine
+PYTHONPATH=. $PY $LAT/placement_interleaved.py r50-int8=$W/r50-int8 demo-int8=$W/demo-int8 --rounds 6 --iters 8 \
+  --json $LAT/placement-interleaved.json --markdown $LAT/placement-interleaved.md
 echo "load average after: $(cat /proc/loadavg)" >> $OUT/placement-machine.txt
 PYTHONPATH=. $PY $OUT/placement_summary.py --throughput $OUT/placement-throughput.json --latency "${lat[@]}" \
   --machine $OUT/placement-machine.txt --out $OUT/placement.md
