@@ -66,6 +66,10 @@ done
 #    pre+post e2e): robust to drift on a shared machine
 PYTHONPATH=. $PY $LAT/placement_interleaved.py r50-int8=$W/r50-int8 demo-int8=$W/demo-int8 --rounds 6 --iters 8 \
   --json $LAT/placement-interleaved.json --markdown $LAT/placement-interleaved.md
+# 5. inference-only cost of the appended stages (raw heads vs engine builds, interleaved)
+PYTHONPATH=. $PY $LAT/placement_graph_cost.py $W/demo-int8 --batch 1 8 --threads 1 --rounds 5 --out $LAT/placement-graph-cost.txt
+PYTHONPATH=. $PY $LAT/placement_graph_cost.py $W/r50-int8 --batch 1 --threads 2 --rounds 10 --out $W/graph-cost-r50.txt
+cat $W/graph-cost-r50.txt >> $LAT/placement-graph-cost.txt
 echo "load average after: $(cat /proc/loadavg)" >> $OUT/placement-machine.txt
 PYTHONPATH=. $PY $OUT/placement_summary.py --throughput $OUT/placement-throughput.json --latency "${lat[@]}" \
   --machine $OUT/placement-machine.txt --out $OUT/placement.md
