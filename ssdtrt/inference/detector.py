@@ -117,8 +117,12 @@ class Detector:
 
     @property
     def settings(self) -> PostprocessSpec:
-        """The postprocess settings in effect."""
+        """The postprocess settings in effect (assignable: `det.settings = replace(det.settings, ...)`)."""
         return self.stages.settings
+
+    @settings.setter
+    def settings(self, value: PostprocessSpec) -> None:
+        self.stages.settings = value
 
     @property
     def baked_settings(self) -> PostprocessSpec:

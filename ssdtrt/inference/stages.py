@@ -66,6 +66,7 @@ class ModelStages:
         self.baked_settings: PostprocessSpec = baked_settings(manifest.postprocess, self.spec.postprocess)
         settings, self.problems = effective_settings(self.baked_settings, overrides or {}, self.export_mode)
         self.preprocessor: Preprocessor = preprocessor or preprocessor_for(manifest, self.input)
+        self.postprocess_device = postprocess_device
         self.postprocessor: Postprocessor = postprocessor or postprocessor_for(
             self.export_mode, self.spec, settings, baked=self.baked_settings,
             placement=postprocess_placement, device=postprocess_device,
@@ -75,6 +76,13 @@ class ModelStages:
     def settings(self) -> PostprocessSpec:
         """The postprocess settings in effect (the manifest's, overridden where the placement allows)."""
         return self.postprocessor.settings
+
+    @settings.setter
+    def settings(self, value: PostprocessSpec) -> None:
+        """Apply other settings from now on: a new postprocess stage of the same placement (taken as given: for an
+        nms graph, only stricter settings than `baked_settings` have an effect)."""
+        self.postprocessor = postprocessor_for(self.export_mode, self.spec, value, baked=self.baked_settings,
+                                               placement=self.postprocessor.placement, device=self.postprocess_device)
 
     def preprocess(self, images_rgb: Sequence[np.ndarray]) -> np.ndarray:
         """HxWx3 uint8 RGB images of any sizes → one input batch in the runner's dtype."""
