@@ -41,6 +41,12 @@ class Subject:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def preprocess(self, images_rgb: list[np.ndarray]) -> np.ndarray:
+        """The network input of `images_rgb` for this subject (default: the host stage's float NCHW batch)."""
+        from ssdtrt.preprocess.host import preprocess_images
+
+        return preprocess_images(images_rgb, self.spec.preprocess)
+
     def detections(self, outputs: dict[str, np.ndarray], settings: PostprocessSpec) -> list[Detections]:
         raise NotImplementedError
 
@@ -66,6 +72,14 @@ class RunnerSubject(Subject):
         self.mode = m.export_mode
         self.postprocess = PostprocessSpec(**m.postprocess) if m.postprocess else self.spec.postprocess
         self.input_name = m.inputs[0].name if m.inputs else "images"
+        self.input_format = m.input_format
+
+    def preprocess(self, images_rgb: list[np.ndarray]) -> np.ndarray:
+        """The model's own preprocessing stage (a uint8-nhwc model gets the resized uint8 images)."""
+        from ssdtrt.preprocess.stages import preprocessor_for
+
+        meta = next(iter(self.runner.input_metadata().values()))
+        return preprocessor_for(self.runner.manifest, meta)(images_rgb)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         from ssdtrt.inference.batching import run_in_batches
@@ -193,11 +207,15 @@ def _diff(name: str, a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> 
 def compare_models(
     a: Subject, b: Subject, images_rgb: list[np.ndarray], *, batch_size: int = 8, **options: Any
 ) -> CompareReport:
-    """Run both subjects on the same images and measure how far apart they are.
+    """Run both subjects on the same images (each through its own preprocessing stage: a uint8-nhwc model gets the
+    resized uint8 images) and measure how far apart they are.
 
     `options` are `compare_batches`' tolerances and progress callback (atol, rtol, min_match, progress).
     """
-    return compare_batches(a, b, preprocess_batches(images_rgb, a.spec, batch_size), **options)
+    from ssdtrt.inference.batching import chunks
+
+    parts = [images_rgb[part] for part in chunks(len(images_rgb), batch_size)]
+    return compare_batches(a, b, [(a.preprocess(p), b.preprocess(p)) for p in parts], **options)
 
 
 def preprocess_batches(images_rgb: list[np.ndarray], spec: ModelSpec, batch_size: int = 8) -> list[np.ndarray]:
@@ -211,24 +229,26 @@ def preprocess_batches(images_rgb: list[np.ndarray], spec: ModelSpec, batch_size
 def compare_batches(
     a: Subject,
     b: Subject,
-    batches: list[np.ndarray],
+    batches: list[np.ndarray] | list[tuple[np.ndarray, np.ndarray]],
     *,
     atol: float = 1e-4,
     rtol: float = 1e-3,
     min_match: float = 0.99,
     progress: Callable[[int], None] | None = None,
 ) -> CompareReport:
-    """Run both subjects on the same preprocessed batches (e.g. Polygraphy's saved inputs) and compare."""
+    """Run both subjects on the same preprocessed batches (e.g. Polygraphy's saved inputs), or on (batch for a,
+    batch for b) pairs of the same images, and compare."""
     if a.num_classes != b.num_classes:
         raise ClassCountMismatchError(f"{a.name} has {a.num_classes} classes, {b.name} has {b.num_classes}")
     if a.spec.preprocess != b.spec.preprocess or a.spec.priors != b.spec.priors:
         raise ParityError(f"{a.name} and {b.name} use different presets ({a.spec.name} vs {b.spec.name})")
     settings = b.postprocess if b.mode == "nms" and a.mode != "nms" else a.postprocess
-    report = CompareReport(a.name, b.name, sum(x.shape[0] for x in batches), atol, rtol, min_match,
+    pairs = [x if isinstance(x, tuple) else (x, x) for x in batches]
+    report = CompareReport(a.name, b.name, sum(x[0].shape[0] for x in pairs), atol, rtol, min_match,
                            postprocess=asdict(settings))
     collected: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for batch in batches:
-        out_a, out_b = a.run(batch), b.run(batch)
+    for batch_a, batch_b in pairs:
+        out_a, out_b = a.run(batch_a), b.run(batch_b)
         if "nms" not in (a.mode, b.mode):
             for name in TENSOR_OUTPUTS:
                 if name in out_a and name in out_b and out_a[name].shape == out_b[name].shape:
@@ -238,7 +258,7 @@ def compare_batches(
         report.detections_b += sum(len(d) for d in dets_b)
         report.matched += sum(match_detections(x, y) for x, y in zip(dets_a, dets_b))
         if progress is not None:
-            progress(batch.shape[0])
+            progress(batch_a.shape[0])
     for name, pairs in collected.items():
         report.outputs.append(
             _diff(name, np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]), atol, rtol)

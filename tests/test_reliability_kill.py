@@ -190,7 +190,8 @@ def test_openvino_build_killed_at_any_point_leaves_a_whole_set_or_none(tmp_path:
                          dynamic_batch=True).onnx_path
     dest = tmp_path / "engines" / "model.xml"
     build_openvino(small_raw_onnx, dest, validate=False)  # the previous set (.xml, .bin, .json)
-    args = ["build-engine", str(other), "--backend", "openvino", "--out", str(dest), "--no-validate"]
+    args = ["build-engine", str(other), "--backend", "openvino", "--out", str(dest), "--no-validate",
+            "--postprocess", "host"]  # one commit (an engine build commits its raw-heads reference first)
     outcomes = kill_everywhere(args, dest, tmp_path)
     # after the unlink, after the .bin rename and after the .xml rename: no manifest, nothing opens
     assert outcomes["previous"] >= 2 and outcomes["none"] >= 3 and outcomes["new"] >= 1, outcomes

@@ -15,6 +15,7 @@ drift (30% on shared VMs, within a minute) hits both sides alike.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -131,22 +132,24 @@ def measure_model(
     from ssdtrt.stream.pipeline import resolved
 
     backend = backend_for(model, settings.backend)[1]
-    with Detector(model, backend=backend, verify_hash=settings.verify_hash, mode="throughput",
-                  requests=settings.requests) as det:
+    with contextlib.ExitStack() as stack:
+        det = stack.enter_context(Detector(model, backend=backend, verify_hash=settings.verify_hash, mode="throughput",
+                                           requests=settings.requests))
         label = f"{det.runner.name} · {model.name}"
         stream_settings = StreamSettings(batch_size=settings.batch_size, in_flight=settings.requests)
         batch, in_flight, _ = resolved(det, stream_settings)
-        shape = (det.static_batch or batch, *det.input.shape[1:])  # the runner's own input (layout, dtype)
-        feeds = {det.input.name: np.random.default_rng(0).normal(size=shape).astype(det.input.dtype)}
+        bare_context, reference = reference_runner(det, model, backend, settings)
+        bare_runner = stack.enter_context(bare_context)
+        feeds = random_feeds(bare_runner, det.static_batch or batch)
         tick = (lambda phase, t, total: progress(label, phase, t, total)) if progress else None  # noqa: E731
         per_round = settings.seconds / settings.rounds
-        bare_run(det.runner, feeds, in_flight, settings.warmup_seconds, None)  # warm-up of the backend alone
+        bare_run(bare_runner, feeds, in_flight, settings.warmup_seconds, None)  # warm-up of the backend alone
         _warm_pipeline(det, images, stream_settings, settings.warmup_seconds)
         rounds: list[dict[str, float]] = []
         latencies: list[float] = []
         for r in range(settings.rounds):
             done_s = r * per_round
-            n, t = bare_run(det.runner, feeds, in_flight, per_round,
+            n, t = bare_run(bare_runner, feeds, in_flight, per_round,
                             tick and (lambda t, d=done_s: tick("bare", d + t, settings.seconds)))
             count, elapsed, lat = pipeline_run(
                 det, images, stream_settings, settings, tick and (lambda ph, t, _, d=done_s: tick(ph, d + t, settings.seconds)),
@@ -167,9 +170,48 @@ def measure_model(
         images_per_second=ips, bare_images_per_second=bare_ips, ratio=ratio, rounds=rounds,
         latency_ms={"p50": float(p50), "p90": float(p90), "p99": float(p99)}, images=len(latencies),
         sequential_images_per_second=seq_ips, speedup_vs_sequential=(ips / seq_ips) if seq_ips else None,
-        settings={"batch_size": batch, "requests": in_flight, "runner": runner_info,
+        settings={"batch_size": batch, "requests": in_flight, "runner": runner_info, "bare_reference": reference,
                   "sequential_batch": settings.sequential_batch if settings.sequential else None},
     )
+
+
+def reference_runner(det: Any, model: Path, backend: str, settings: ThroughputSettings) -> tuple[Any, str]:
+    """(context manager giving the runner the bare loop times, what it is): for a model with pre/postprocessing compiled in (an OpenVINO
+    build with `--postprocess engine` / `--input uint8-nhwc`, `engine["reference_ir"]` beside it) the raw-heads IR
+    of the same network — the ratio then says what the pipeline gains, not a shrunken denominator — else the same
+    model (a runner that is already open: entering it again is a no-op)."""
+    from ssdtrt.runtime import open_runner
+
+    name = det.manifest.engine.get("reference_ir")
+    if not name:
+        return _NoClose(det.runner), "same model"
+    path = Path(model).with_name(str(name))
+    runner = open_runner(path, backend, mode="throughput", requests=settings.requests, verify_hash=settings.verify_hash)
+    return runner, f"raw-heads IR {path.name}"
+
+
+class _NoClose:
+    """Context manager around a runner someone else closes."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+
+    def __enter__(self) -> Any:
+        return self.runner
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def random_feeds(runner: Any, batch: int) -> dict[str, np.ndarray]:
+    """A random input of the runner's one image input with `batch` rows (uint8 inputs get uint8 pixels)."""
+    runner.activate()
+    meta = next(iter(runner.input_metadata().values()))
+    shape = (batch, *(int(d) for d in meta.shape[1:]))
+    rng = np.random.default_rng(0)
+    if np.dtype(meta.dtype) == np.uint8:
+        return {meta.name: rng.integers(0, 256, size=shape, dtype=np.uint8)}
+    return {meta.name: rng.normal(size=shape).astype(meta.dtype)}
 
 
 def _cycle_until(images: Sequence[np.ndarray], deadline: float) -> Iterator[np.ndarray]:

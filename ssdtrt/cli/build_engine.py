@@ -14,6 +14,16 @@ class EngineBackend(str, Enum):
     openvino = "openvino"
 
 
+class Placement(str, Enum):
+    engine = "engine"
+    host = "host"
+
+
+class InputFormat(str, Enum):
+    float32_nchw = "float32-nchw"
+    uint8_nhwc = "uint8-nhwc"
+
+
 class OVPrecision(str, Enum):
     f32 = "f32"
     bf16 = "bf16"
@@ -56,11 +66,29 @@ def build_engine_cmd(
         OVPrecision, typer.Option("--precision", help="OpenVINO inference precision for fp32 graphs: f32 or bf16.")
     ] = OVPrecision.f32,
     no_validate: Annotated[bool, typer.Option("--no-validate", help="OpenVINO: skip the test compile.")] = False,
+    postprocess: Annotated[
+        Optional[Placement],  # noqa: UP007
+        typer.Option("--postprocess", help="OpenVINO, raw exports: engine = softmax + DetectionOutput in the IR "
+                     "(the outputs of an nms export), host = raw heads out, decoded by numpy. Default for a raw export: "
+                     "engine with --input uint8-nhwc (benchmarks/throughput/placement.md). The raw-heads IR is kept "
+                     "beside an engine build as <name>-heads.xml."),
+    ] = None,
+    input_format: Annotated[
+        Optional[InputFormat],  # noqa: UP007
+        typer.Option("--input", help="OpenVINO: float32-nchw (host normalizes) or uint8-nhwc (the decoded RGB image "
+                     "at network size; type, layout and normalization in the IR). Default: uint8-nhwc when --postprocess is "
+                     "not given on a raw export, else the ONNX's input."),
+    ] = None,
 ) -> None:
     """Build a deployable engine from an exported ONNX (precision comes from the ONNX: fp32, fp16 or int8 Q/DQ)."""
     from ssdtrt.cli.common import console
 
     con = console()
+    if backend is EngineBackend.tensorrt and (postprocess is not None or input_format is not None):
+        from ssdtrt.core.errors import EngineBuildError
+
+        raise EngineBuildError("--postprocess / --input are OpenVINO options; for TensorRT export with --mode nms "
+                               "and --input uint8-nhwc instead")
     if backend is EngineBackend.tensorrt:
         from ssdtrt.engines.tensorrt_builder import build_tensorrt
 
@@ -83,16 +111,24 @@ def build_engine_cmd(
             f"{eng['build_seconds']:.1f} s) and {result.manifest_path}"
         )
         return
-    from ssdtrt.engines.openvino_builder import build_openvino
+    from ssdtrt.engines.openvino_builder import DEFAULT_INPUT, DEFAULT_POSTPROCESS, build_openvino, read_onnx_manifest
 
+    raw = read_onnx_manifest(model)[1].export_mode == "raw"
+    placement = postprocess.value if postprocess is not None else (DEFAULT_POSTPROCESS if raw else "host")
+    chosen_input = input_format.value if input_format is not None else (
+        DEFAULT_INPUT if raw and postprocess is None else None)  # None: the ONNX's input
     with con.status(f"converting {model} to OpenVINO IR"):
-        result = build_openvino(model, out, precision_hint=precision.value, validate=not no_validate)
+        result = build_openvino(model, out, precision_hint=precision.value, validate=not no_validate,
+                                postprocess=placement, input_format=chosen_input)
     compiled = result.manifest.engine.get("compiled_inference_precision")
     note = f", compiled as {compiled}" if compiled else ""
     con.print(
         f"wrote {result.engine_path} (+ .bin, {result.manifest.precision}, hint {precision.value}{note}) and "
         f"{result.manifest_path}"
     )
+    if result.reference is not None:
+        con.print(f"  postprocess: {placement}, input: {result.manifest.input_format}; "
+                  f"raw-heads reference {result.reference.engine_path}")
     if precision is OVPrecision.bf16 and compiled and compiled != "bf16":
         console(stderr=True).print(
             f"[yellow]note:[/yellow] this CPU has no bf16 support; OpenVINO compiled it as {compiled}"

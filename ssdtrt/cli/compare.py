@@ -59,7 +59,7 @@ def compare_cmd(
     from rich.table import Table
 
     from ssdtrt.cli.common import console
-    from ssdtrt.compare import compare_batches, load_images, load_subject, preprocess_batches
+    from ssdtrt.compare import compare_batches, load_images, load_subject
     from ssdtrt.compare_polygraphy import (
         PolygraphySubject,
         is_results_file,
@@ -86,8 +86,10 @@ def compare_cmd(
             batches = load_input_batches(load_inputs, model.input_name)
             source = f"{sum(x.shape[0] for x in batches)} inputs of {load_inputs} ({len(batches)} iterations)"
         else:
-            batches = preprocess_batches(load_images(data, images, split), model.spec, batch_size)
-            source = f"{sum(x.shape[0] for x in batches)} images of {data} ({split})"
+            rgb = load_images(data, images, split)
+            parts = [rgb[i : i + batch_size] for i in range(0, len(rgb), batch_size)]
+            batches = [model.preprocess(p) for p in parts]
+            source = f"{len(rgb)} images of {data} ({split})"
         if save_inputs is not None:
             save_input_batches(save_inputs, model.input_name, batches)
             con.print(f"wrote {len(batches)} iteration(s) of {model.input_name!r} to {save_inputs} "
@@ -98,8 +100,11 @@ def compare_cmd(
             if p is not models[0]:
                 others.append(PolygraphySubject(p, model, runner) if is_results_file(p) else load_subject(p, verify_hash=not no_verify))
         sa, sb = (model, others[0]) if a is models[0] else (others[0], model)
+        total = sum(x.shape[0] for x in batches)
+        if load_inputs is None and not isinstance(others[0], PolygraphySubject):  # each side its own preprocess stage
+            batches = [(sa.preprocess(p), sb.preprocess(p)) for p in parts]  # (uint8-nhwc models: resized uint8)
         with Progress(console=console(stderr=True), transient=True) as bar:
-            task = bar.add_task("comparing", total=sum(x.shape[0] for x in batches))
+            task = bar.add_task("comparing", total=total)
             report = compare_batches(sa, sb, batches, atol=atol, rtol=rtol, min_match=min_match,
                                      progress=lambda n: bar.advance(task, n))
         for s in others:

@@ -21,6 +21,11 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
+class InputFormat(str, Enum):
+    float32_nchw = "float32-nchw"
+    uint8_nhwc = "uint8-nhwc"
+
+
 class CalibMethod(str, Enum):
     minmax = "minmax"
     entropy = "entropy"
@@ -82,6 +87,11 @@ def export_cmd(
         typer.Option("--candidates-per-class", help="nms: explicit per-class candidate cap baked into the graph "
                      "(default: min(top-k, 2000), within TensorRT's NMS/TopK limits; max 3839)."),
     ] = None,
+    input_format: Annotated[
+        InputFormat,
+        typer.Option("--input", help="float32-nchw (host normalizes) or uint8-nhwc (the decoded RGB image at network "
+                     "size; Cast, normalization and transpose in the graph: a quarter of the host-to-device bytes)."),
+    ] = InputFormat.float32_nchw,
 ) -> None:
     """Export a checkpoint to ONNX with a manifest beside it (checked with onnx.checker and strict shape inference)."""
     from ssdtrt.cli.common import console
@@ -107,7 +117,7 @@ def export_cmd(
         result = export_checkpoint(
             checkpoint, out_path, mode=mode.value, precision=precision.value, batch=batch,
             dynamic_batch=dynamic_batch, opset=opset, simplify=simplify, postprocess_overrides=overrides,
-            calibration=calibration,
+            calibration=calibration, input_format=input_format.value,
         )
     m = result.manifest
     ios = lambda ts: ", ".join(f"{t.name} {t.shape} {t.dtype}" for t in ts)  # noqa: E731

@@ -29,7 +29,12 @@ from ssdtrt.io.files import atomic_write_json, sha256_file
 MANIFEST_FORMAT = "ssdtrt-manifest"
 MANIFEST_VERSION = 1
 ARTIFACT_KINDS = ("onnx", "openvino", "tensorrt", "checkpoint")
+#: "nms": the model ends in detections (an ONNX `nms` export, or an OpenVINO engine built with `--postprocess
+#: engine`: softmax + DetectionOutput, `engine["postprocess"] == "engine"`), same outputs either way.
 EXPORT_MODES = ("raw", "decoded", "nms")
+#: What the model's image input takes: host-normalized float NCHW at network size (the default), or the decoded
+#: uint8 NHWC image at network size in the reader's channel order (normalization in the graph).
+INPUT_FORMATS = ("float32-nchw", "uint8-nhwc")
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 
 
@@ -60,12 +65,18 @@ class Manifest:
     artifact_size: int = -1  # its size in bytes (-1 = unknown)
     weights_sha256: str = ""  # OpenVINO only: the .bin beside the .xml
     weights_size: int = -1
+    input_format: str = "float32-nchw"  # one of INPUT_FORMATS
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
 
     @property
     def model_spec(self) -> ModelSpec:
         return ModelSpec.from_dict(self.spec)
+
+    @property
+    def postprocess_placement(self) -> str:
+        """"engine" when the model's outputs are detections (NMS in the graph), else "host"."""
+        return "engine" if self.export_mode == "nms" else "host"
 
     @property
     def dynamic_batch(self) -> bool:
@@ -87,6 +98,8 @@ class Manifest:
             raise ManifestError(f"{where}: malformed manifest ({err})") from None
         if m.kind not in ARTIFACT_KINDS or m.export_mode not in EXPORT_MODES or m.precision not in PRECISIONS:
             raise ManifestError(f"{where}: unknown kind/export_mode/precision {m.kind}/{m.export_mode}/{m.precision}")
+        if m.input_format not in INPUT_FORMATS:
+            raise ManifestError(f"{where}: unknown input format {m.input_format!r} (known: {', '.join(INPUT_FORMATS)})")
         if len(m.class_names) != m.num_classes - 1:
             raise ManifestError(
                 f"{where}: {len(m.class_names)} class names but num_classes={m.num_classes} (expected num_classes - 1)"

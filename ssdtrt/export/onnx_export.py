@@ -4,7 +4,8 @@
 
 Every graph passes `onnx.checker` (full check) and strict shape inference before it is written; the `.onnx` and its
 manifest (with the file's sha256 and size) are committed as a pair (`fileio.commit_pair`), so a failure or a kill
-never leaves a partial `.onnx` or a manifest beside a file it does not describe. Input `images [N, 3, H, W]` float32, normalized.
+never leaves a partial `.onnx` or a manifest beside a file it does not describe. Input `images [N, 3, H, W]` float32,
+normalized (or, with `input_format="uint8-nhwc"`, `images [N, H, W, 3]` uint8 RGB: normalization in the graph).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from ssdtrt.core.config import PostprocessSpec
 from ssdtrt.core.errors import CheckpointError, ExportError
 from ssdtrt.io.files import atomic_path, sha256_file
-from ssdtrt.core.manifest import Manifest, TensorInfo, tool_versions, write_artifact_with_manifest
+from ssdtrt.core.manifest import INPUT_FORMATS, Manifest, TensorInfo, tool_versions, write_artifact_with_manifest
 
 if TYPE_CHECKING:
     import onnx
@@ -213,6 +214,8 @@ def io_tensor_infos(proto: onnx.ModelProto, mode: str = "raw") -> tuple[list[Ten
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name
         name = vi.name
         layout = "NK4" if (mode, name) == ("nms", "boxes") else _LAYOUTS.get((name, len(shape)), "")
+        if (name, dtype) == (INPUT_NAME, "uint8"):
+            layout = "NHWC"  # `--input uint8-nhwc`
         return TensorInfo(name=name, shape=shape, dtype=dtype, layout=layout)
 
     inputs = [info(vi) for vi in proto.graph.input if vi.name not in {i.name for i in proto.graph.initializer}]
@@ -241,6 +244,7 @@ def build_manifest(
     precision: str,
     postprocess: PostprocessSpec,
     source: dict[str, Any],
+    input_format: str = "float32-nchw",
 ) -> Manifest:
     inputs, outputs = io_tensor_infos(proto, mode)
     category_ids = getattr(model, "category_ids", None)  # dataset ids per label (COCO), set from the checkpoint
@@ -259,6 +263,7 @@ def build_manifest(
         postprocess=asdict(postprocess),
         source={**source, "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)},
         tools=_tools(),
+        input_format=input_format,
     )
 
 
@@ -293,10 +298,15 @@ def export_model(
     postprocess: PostprocessSpec | None = None,
     calibration: Any = None,
     source: dict[str, Any] | None = None,
+    input_format: str = "float32-nchw",
 ) -> ExportResult:
-    """Export an in-memory SSD; `calibration` is a `precision.CalibrationConfig` (required for int8)."""
+    """Export an in-memory SSD; `calibration` is a `precision.CalibrationConfig` (required for int8).
+
+    input_format "uint8-nhwc": the graph takes the decoded RGB image at network size (`export.input_uint8`)."""
     if precision not in ("fp32", "fp16", "int8"):
         raise ExportError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
+    if input_format not in INPUT_FORMATS:
+        raise ExportError(f"unknown input format {input_format!r}; choose one of: {', '.join(INPUT_FORMATS)}")
     out = Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file name must end in .onnx")
@@ -322,10 +332,14 @@ def export_model(
         if calibration is None:
             raise ExportError("--precision int8 needs calibration data (--calib-data SPEC)")
         proto, extra_source = quantize_int8(proto, model.spec, calibration)
+    if input_format == "uint8-nhwc":  # after calibration / fp16 conversion: the preprocess stays fp32, unquantized
+        from ssdtrt.export.input_uint8 import prepend_uint8_input
+
+        proto = prepend_uint8_input(proto, model.spec.preprocess, INPUT_NAME)
     proto = finish_graph(proto, model, mode=mode, batch=batch, dynamic_batch=dynamic_batch, postprocess=settings)
     manifest = build_manifest(
         proto, out, model, mode=mode, precision=precision, postprocess=settings,
-        source={**(source or {}), **extra_source},
+        source={**(source or {}), **extra_source}, input_format=input_format,
     )
     try:  # the .onnx and its manifest as one pair (fileio.commit_pair)
         manifest_path = write_artifact_with_manifest(out, proto.SerializeToString(), manifest)

@@ -6,7 +6,8 @@
 - `HostNumpyPostprocess` ("host-numpy"): decode + per-class NMS in numpy (`host_numpy`), torch-free.
 - `HostTorchPostprocess` ("host-torch"): the same in torch on the CPU or a CUDA device (`host_torch`); it reads
   device tensors in place when the runner hands them over.
-- `EngineDetections` ("engine"): the graph already ends in detections (an `nms` export): un-pad each image's K rows
+- `EngineDetections` ("engine"): the graph already ends in detections (an `nms` export, or an OpenVINO build with
+  `--postprocess engine`: its DetectionOutput rows are scattered to the same outputs): un-pad each image's K rows
   to its `num_detections`, sort by score, and apply a score threshold higher than the graph's / fewer detections.
 A `decoded` export (boxes + softmax scores in the graph) is a host stage with `boxes_are_decoded` and
 `scores_are_probs`: decode and softmax are skipped. torch is imported only by the host-torch stage.

@@ -20,6 +20,15 @@ def resize_rgb(image_rgb: np.ndarray, spec: Preprocess) -> np.ndarray:
     return cv2.resize(image_rgb, (spec.width, spec.height), interpolation=_INTERP[spec.interpolation])
 
 
+def normalization_constants(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) per channel in float32: normalized = x * scale - shift, i.e. (x / 255 - mean) / std. The
+    in-graph preprocess of OpenVINO and ONNX exports uses these same constants and operations."""
+    std = np.asarray(spec.std, dtype=np.float32)
+    scale = (1.0 / (255.0 * std)).astype(np.float32)
+    shift = (np.asarray(spec.mean, dtype=np.float32) / std).astype(np.float32)
+    return scale, shift
+
+
 def normalize_batch(images_rgb: np.ndarray, spec: Preprocess) -> np.ndarray:
     """[N, H, W, 3] uint8 RGB at network size → [N, 3, H, W] float32 normalized ((x/255 - mean) / std).
 
@@ -28,12 +37,10 @@ def normalize_batch(images_rgb: np.ndarray, spec: Preprocess) -> np.ndarray:
     """
     x = images_rgb[..., ::-1] if spec.channel_order == "BGR" else images_rgb
     planes = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # uint8 NCHW
-    std = np.asarray(spec.std, dtype=np.float32)
-    scale = (1.0 / (255.0 * std)).astype(np.float32)[None, :, None, None]
-    shift = (np.asarray(spec.mean, dtype=np.float32) / std)[None, :, None, None]
+    scale, shift = normalization_constants(spec)
     out = np.empty(planes.shape, dtype=np.float32)
-    np.multiply(planes, scale, out=out)
-    out -= shift
+    np.multiply(planes, scale[None, :, None, None], out=out)
+    out -= shift[None, :, None, None]
     return out
 
 

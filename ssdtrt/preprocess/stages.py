@@ -1,9 +1,9 @@
 """Preprocessing stages (`ssdtrt.inference.protocol.Preprocessor`): images → the network input a runner takes.
 
 `HostPreprocess` does everything on the host: resize to the preset's size, (x/255 - mean) / std, the preset's channel
-order, NCHW, then the runner's input dtype. An engine that does part of this in its graph (e.g. a uint8 NHWC input)
-gets its own stage class with placement "engine", chosen in `preprocessor_for` from a manifest fact — not a new
-pipeline. Torch-free.
+order, NCHW, then the runner's input dtype. `EnginePreprocess` (placement "engine") serves a model whose graph takes
+the decoded uint8 NHWC RGB image at network size (manifest `input_format` "uint8-nhwc"): the host only resizes.
+`preprocessor_for` picks one from the manifest. Torch-free.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 from ssdtrt.core.config import Preprocess
 from ssdtrt.core.errors import ManifestError
 from ssdtrt.core.manifest import Manifest
-from ssdtrt.preprocess.host import preprocess_images
+from ssdtrt.preprocess.host import preprocess_images, resize_rgb
 from ssdtrt.runtime.base import TensorMeta
 
-__all__ = ["HostPreprocess", "preprocessor_for"]
+__all__ = ["EnginePreprocess", "HostPreprocess", "preprocessor_for"]
 
 
 class HostPreprocess:
@@ -38,14 +38,33 @@ class HostPreprocess:
         return batch if batch.dtype == self.dtype else batch.astype(self.dtype)
 
 
-def preprocessor_for(manifest: Manifest, input_meta: TensorMeta) -> HostPreprocess:
-    """The preprocessing stage a model needs, from its manifest's input (today: the host stage for an NCHW input).
+class EnginePreprocess:
+    """For a model whose graph takes the decoded image (`input_format` "uint8-nhwc": an ONNX exported with
+    `--input uint8-nhwc`, an OpenVINO IR built with it): only the resize to the network size stays on the host
+    (`resize_rgb`, as the host stage resizes); type, channel order, normalization and layout are the graph's."""
 
-    `input_meta` is the runner's view of the input (its dtype may differ from the manifest's, e.g. fp16). To place
-    part of the work in the engine, add a stage class here keyed on the manifest's input facts — e.g. layout "NHWC"
-    with dtype uint8 (the graph converts, normalizes and transposes): a stage that only resizes and stacks the RGB
-    images, placement "engine"; every caller then uses it through `ModelStages` / `Detector` unchanged."""
+    placement = "engine"
+
+    def __init__(self, spec: Preprocess, input_meta: TensorMeta) -> None:
+        self.spec = spec
+        self.input = input_meta
+        if np.dtype(input_meta.dtype) != np.uint8:
+            raise ManifestError(f"a uint8-nhwc model's input {input_meta.name!r} is {input_meta.dtype}, not uint8")
+
+    def __call__(self, images_rgb: Sequence[np.ndarray]) -> np.ndarray:
+        if len(images_rgb) == 0:
+            raise ValueError("preprocess needs at least one image")
+        return np.stack([resize_rgb(np.asarray(img, dtype=np.uint8), self.spec) for img in images_rgb])
+
+
+def preprocessor_for(manifest: Manifest, input_meta: TensorMeta) -> HostPreprocess | EnginePreprocess:
+    """The preprocessing stage a model needs: from the manifest's `input_format` — "float32-nchw" (the host
+    normalizes: `HostPreprocess`) or "uint8-nhwc" (the graph does: `EnginePreprocess`).
+
+    `input_meta` is the runner's view of the input (its dtype may differ from the manifest's, e.g. fp16)."""
+    if manifest.input_format == "uint8-nhwc":
+        return EnginePreprocess(manifest.model_spec.preprocess, input_meta)
     layout = manifest.inputs[0].layout if manifest.inputs else "NCHW"
     if layout not in (None, "", "NCHW"):
-        raise ManifestError(f"input layout {layout!r} has no preprocessing stage yet (expected NCHW)")
+        raise ManifestError(f"input layout {layout!r} has no preprocessing stage (expected NCHW)")
     return HostPreprocess(manifest.model_spec.preprocess, input_meta)
