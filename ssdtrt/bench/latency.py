@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ssdtrt.bench.run_record import BenchRecord
 from ssdtrt.core.errors import ManifestError, SSDTRTError
 
 STAGES = ("preprocess", "h2d", "inference", "d2h", "postprocess")
@@ -113,19 +114,15 @@ class LatencyResult:
 
 
 @dataclass
-class LatencyReport:
+class LatencyReport(BenchRecord):
     settings: LatencySettings
-    machine: dict[str, Any]
-    image_sizes_hw: list[tuple[int, int]]
     results: list[LatencyResult] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"variant": label, "reason": one line}
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "ssdtrt.bench.latency",
-            "settings": asdict(self.settings),
-            "machine": self.machine,
-            "image_sizes_hw": [list(s) for s in self.image_sizes_hw],
+            **self.head_dict(),
             "results": [r.to_dict() for r in self.results],
             "skipped": self.skipped,
         }

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ssdtrt.bench.run_record import BenchRecord
 from ssdtrt.core.errors import SSDTRTError
 
 #: called with (model label, phase, seconds elapsed in the phase, planned seconds)
@@ -78,18 +79,14 @@ class ThroughputResult:
 
 
 @dataclass
-class ThroughputReport:
+class ThroughputReport(BenchRecord):
     settings: ThroughputSettings
-    machine: dict[str, Any]
-    image_sizes_hw: list[tuple[int, int]]
     results: list[ThroughputResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "settings": asdict(self.settings),
-            "machine": self.machine,
-            "image_sizes_hw": [list(s) for s in self.image_sizes_hw],
+            **self.head_dict(),
             "results": [asdict(r) for r in self.results],
             "errors": self.errors,
         }
