@@ -66,6 +66,22 @@ def export_cmd(
                      "the ONNX decides); fp32 for CPU int8 (ONNX Runtime / OpenVINO run fp16 Q/DQ 2-4x slower). "
                      "Decode, softmax, NMS and L2Norm stay fp32 either way."),
     ] = Int8Float.fp16,
+    max_drop: Annotated[
+        Optional[float],  # noqa: UP007
+        typer.Option("--max-drop", help="INT8: mAP budget in points vs FP32 (on --eval-data); the most sensitive "
+                     "layers return to the --int8-float type until the drop fits (ssdtrt.export.fallback)."),
+    ] = None,
+    eval_data: Annotated[
+        Optional[str],  # noqa: UP007
+        typer.Option("--eval-data", help="--max-drop: dataset spec scored (default: the --calib-data source)."),
+    ] = None,
+    eval_split: Annotated[str, typer.Option("--eval-split", help="--max-drop: split scored.")] = "val",
+    eval_images: Annotated[int, typer.Option("--eval-images", help="--max-drop: images scored per candidate.")] = 200,
+    float_layers: Annotated[
+        Optional[list[str]],  # noqa: UP007
+        typer.Option("--float-layer", help="INT8: leave this Conv node (ONNX name, see `ssdtrt sensitivity`) "
+                     "unquantized; repeatable."),
+    ] = None,
     score_threshold: Annotated[
         Optional[float], typer.Option("--score-threshold", help="nms: keep scores above this (default: preset).")  # noqa: UP007
     ] = None,
@@ -97,18 +113,31 @@ def export_cmd(
         calibration = CalibrationConfig(
             data=str(calib_data), num_images=calib_images, method=calib_method.value, split=calib_split,
             reduce_range=reduce_range, cache_dir=cache_dir_for(out_path), high_precision=int8_float.value,
+            float_layers=tuple(float_layers or ()),
         )
+    if max_drop is not None and precision is not Precision.int8:
+        raise ExportError("--max-drop applies to --precision int8")
     overrides = dict(
         score_threshold=score_threshold, iou_threshold=iou_threshold, topk_candidates=topk_candidates,
         max_detections=max_detections, min_size=min_size, candidates_per_class=candidates_per_class,
     )
     con = console()
-    with con.status(f"exporting {checkpoint} → {out_path} ({mode.value}, {precision.value})"):
-        result = export_checkpoint(
-            checkpoint, out_path, mode=mode.value, precision=precision.value, batch=batch,
-            dynamic_batch=dynamic_batch, opset=opset, simplify=simplify, postprocess_overrides=overrides,
-            calibration=calibration,
-        )
+    with con.status(f"exporting {checkpoint} → {out_path} ({mode.value}, {precision.value})") as status:
+        if max_drop is None:
+            result = export_checkpoint(
+                checkpoint, out_path, mode=mode.value, precision=precision.value, batch=batch,
+                dynamic_batch=dynamic_batch, opset=opset, simplify=simplify, postprocess_overrides=overrides,
+                calibration=calibration,
+            )
+        else:
+            from ssdtrt.cli.export_fallback import run_fallback
+
+            result = run_fallback(
+                checkpoint, out_path, calibration=calibration, eval_data=eval_data or str(calib_data),
+                eval_split=eval_split, eval_images=eval_images, max_drop=max_drop, status=status, console=con,
+                export_kwargs=dict(mode=mode.value, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+                                   simplify=simplify), overrides=overrides,
+            )
     m = result.manifest
     ios = lambda ts: ", ".join(f"{t.name} {t.shape} {t.dtype}" for t in ts)  # noqa: E731
     con.print(f"wrote {result.onnx_path} + {result.manifest_path.name}: {m.model_spec.name}, mode {m.export_mode}, "

@@ -41,6 +41,9 @@ class CalibrationConfig:
     #: Type of the non-quantized parts of the INT8 graph (modelopt's `high_precision_dtype`): fp16 is what TensorRT
     #: runs fastest under strong typing; fp32 keeps ONNX Runtime's CPU QLinearConv fusion (fp32 Q/DQ only).
     high_precision: str = "fp16"
+    #: Conv node names left unquantized (in `high_precision`): the layers `ssdtrt export --max-drop` returns to
+    #: float (`ssdtrt.export.fallback`). Calibration still covers them, so the ranges cache is shared.
+    float_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.high_precision not in HIGH_PRECISIONS:
