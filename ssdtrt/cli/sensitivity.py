@@ -27,6 +27,10 @@ def sensitivity_cmd(
     sqnr_images: Annotated[int, typer.Option("--sqnr-images", help="Images for the head SQNR of every layer.")] = 32,
     map_images: Annotated[int, typer.Option("--map-images", help="Images for the mAP of the top layers.")] = 200,
     top: Annotated[int, typer.Option("--top", help="Most sensitive layers also scored in mAP (0: none).")] = 3,
+    min_sqnr: Annotated[
+        Optional[float],  # noqa: UP007
+        typer.Option("--min-sqnr", help="Also find the fewest top layers to leave float for this head SQNR (dB)."),
+    ] = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Folder (default export/sensitivity/<model>-<method>).")  # noqa: UP007
     ] = None,
@@ -51,10 +55,15 @@ def sensitivity_cmd(
             bar.update(task, completed=done, total=total, description=label)
 
         report = study_sensitivity(model, cfg, eval_data=eval_data or calib_data, eval_split=eval_split,
-                                   sqnr_images=sqnr_images, map_images=map_images, top=top, progress=progress)
+                                   sqnr_images=sqnr_images, map_images=map_images, top=top,
+                                   min_sqnr_db=min_sqnr, progress=progress)
     paths = write_report(report, out_dir)
     con.print(f"full INT8 head SQNR {report.int8_sqnr_db:.2f} dB; most sensitive:")
     for r in report.layers[:5]:
         extra = f", mAP drop alone {r.map_alone_drop_pts:+.2f} pts" if r.map_alone_drop_pts is not None else ""
         con.print(f"  {r.layer}: {r.sqnr_alone_db:.2f} dB alone INT8{extra}")
+    fb = report.meta.get("sqnr_fallback")
+    if fb:
+        con.print(f"--min-sqnr {fb['min_sqnr_db']:g} dB: {len(fb['float_layers'])} layer(s) float → "
+                  f"{fb['sqnr_db']:.2f} dB")
     con.print(f"wrote {paths['json']}, {paths['md'].name}, {paths['png'].name}")

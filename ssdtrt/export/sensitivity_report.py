@@ -15,6 +15,10 @@ def markdown_table(report: SensitivityReport) -> str:
     if report.fp32_map is not None and report.int8_map is not None:
         head.append(f"mAP on {report.map_images} images: FP32 {report.fp32_map:.4f}, full INT8 {report.int8_map:.4f} "
                     f"({100 * (report.fp32_map - report.int8_map):+.2f} pts drop).")
+    fb = meta.get("sqnr_fallback")
+    if fb:
+        head.append(f"Head SQNR ≥ {fb['min_sqnr_db']:g} dB needs {len(fb['float_layers'])} float layer(s) "
+                    f"(reached {fb['sqnr_db']:.2f} dB; tried k → dB: {fb['tried_sqnr_db']}).")
     head += ["", "| # | layer | SQNR alone INT8 (dB) | SQNR gain left float (dB) | mAP drop alone INT8 (pts) | "
              "mAP gain left float (pts) |", "|---|---|---|---|---|---|"]
 
