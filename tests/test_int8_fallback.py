@@ -167,3 +167,28 @@ def test_fallback_export_records_drop_and_layers(model, cfg, tmp_path) -> None: 
     recorded = read_manifest(out).source["fallback"]
     assert recorded["drop_pts"] == fb.drop_pts and recorded["float_layers"] == [] and recorded["max_drop_pts"] == 100.0
     assert lint_onnx(out, trt_major=11).ok and not lint_onnx(out, trt_major=11).issues
+
+
+def test_cli_sensitivity_writes_sorted_table_and_plot(small_checkpoint, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from ssdtrt.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["sensitivity", str(small_checkpoint), "--calib-images", "8", "--sqnr-images", "2", "--map-images",
+                 "4", "--top", "1", "--min-sqnr", "60", "--out", "sens"])
+    assert code == 0
+    data = json.loads((tmp_path / "sens" / "sensitivity.json").read_text())
+    sqnr = [r["sqnr_alone_db"] for r in data["layers"]]
+    assert len(sqnr) == 25 and sqnr == sorted(sqnr)
+    assert data["layers"][0]["map_alone_drop_pts"] is not None and data["layers"][1]["map_alone_drop_pts"] is None
+    fb = data["meta"]["sqnr_fallback"]
+    assert fb["sqnr_db"] >= 60 and fb["float_layers"] == [r["layer"] for r in data["layers"][: len(fb["float_layers"])]]
+    md = (tmp_path / "sens" / "sensitivity.md").read_text()
+    assert md.count("| `/model/") == 25
+    assert (tmp_path / "sens" / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_max_drop_needs_int8(small_checkpoint, tmp_path, capsys) -> None:  # noqa: ANN001
+    from ssdtrt.cli.app import main
+
+    assert main(["export", str(small_checkpoint), "--max-drop", "0.5", "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "--max-drop applies to --precision int8" in capsys.readouterr().err
