@@ -17,7 +17,7 @@ from onnx import numpy_helper
 
 from ssdtrt.core.errors import ExportError
 from ssdtrt.export.calibration import CalibrationConfig
-from ssdtrt.export.fallback import search_float_count
+from ssdtrt.export.float_search import search_float_count
 from ssdtrt.export.float_variants import float_variant, head_graph, quantized_layers
 from ssdtrt.export.graph_regions import GraphIndex, residual_input
 from ssdtrt.export.lint import lint_onnx

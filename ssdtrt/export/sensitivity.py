@@ -144,7 +144,7 @@ def float_set_for_sqnr(
 ) -> dict[str, Any]:
     """The fewest top-ranked layers to leave float for a head SQNR ≥ `min_sqnr_db` (the fallback's search with
     SQNR instead of mAP: for models without a meaningful evaluation set, e.g. random weights, or as a pre-filter)."""
-    from ssdtrt.export.fallback import search_float_count
+    from ssdtrt.export.float_search import search_float_count
 
     fp32_h, int8_h = head_graph(fp32), head_graph(int8)
     ref = runner.run(fp32_h)
