@@ -90,3 +90,12 @@ def test_qat_checkpoint_exports_lint_clean_int8(tmp_path: Path, small_checkpoint
     for trt in (10, 11):
         report = lint_onnx(out.onnx_path, trt_major=trt)
         assert report.ok and not report.issues
+
+
+def test_cli_qat_needs_a_checkpoint(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from ssdtrt.cli.app import main
+
+    assert main(["train", "--qat", "--out", str(tmp_path)]) == 1
+    assert "train --qat needs --from CHECKPOINT" in capsys.readouterr().err
+    assert main(["train", "--qat", "--from", str(tmp_path / "missing.pt"), "--out", str(tmp_path)]) == 1
+    assert "no such checkpoint file" in capsys.readouterr().err
