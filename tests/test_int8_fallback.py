@@ -192,3 +192,25 @@ def test_cli_max_drop_needs_int8(small_checkpoint, tmp_path, capsys) -> None:  #
 
     assert main(["export", str(small_checkpoint), "--max-drop", "0.5", "--out", str(tmp_path / "x.onnx")]) == 1
     assert "--max-drop applies to --precision int8" in capsys.readouterr().err
+
+
+def test_range_layers_take_the_other_methods_input_scale(model, body, cfg) -> None:  # noqa: ANN001
+    """`range_layers` (the range fallback) keep every conv INT8 and give only those layers' inputs the other
+    method's scale: a wrong merge (all tensors, or none) fails here."""
+    layer, other = "/model/backbone/stem/stem.1/stem.1.0/Conv", "/model/backbone/stage2/stage2.0/stage2.0.0/Conv"
+
+    def input_scale(proto: onnx.ModelProto, name: str) -> float:
+        index = GraphIndex.of(proto)
+        node = next(n for n in proto.graph.node if n.name == name)
+        dq = index.producer[node.input[0]]
+        return float(next(numpy_helper.to_array(t) for t in proto.graph.initializer if t.name == dq.input[1]))
+
+    ent = dataclasses.replace(cfg, method="entropy")
+    entropy, _ = quantize_int8(body, model.spec, ent)
+    minmax, _ = quantize_int8(body, model.spec, cfg)
+    mixed, record = quantize_int8(body, model.spec, dataclasses.replace(ent, range_layers=(layer,), range_method="minmax"))
+    assert record["calibration"]["range_layers"] == {"method": "minmax", "layers": [layer]}
+    assert input_scale(entropy, layer) < 0.9 * input_scale(minmax, layer)  # entropy clips this input
+    assert input_scale(mixed, layer) == input_scale(minmax, layer)
+    assert input_scale(mixed, other) == input_scale(entropy, other) != input_scale(minmax, other)
+    assert len(quantized_layers(mixed)) == 25

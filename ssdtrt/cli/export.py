@@ -76,6 +76,11 @@ def export_cmd(
         typer.Option("--eval-data", help="--max-drop: dataset spec scored (default: the --calib-data source)."),
     ] = None,
     eval_split: Annotated[str, typer.Option("--eval-split", help="--max-drop: split scored.")] = "val",
+    range_fallback: Annotated[
+        Optional[CalibMethod],  # noqa: UP007
+        typer.Option("--range-fallback", help="--max-drop: first give the most sensitive layers' inputs this "
+                     "method's ranges (all convs stay INT8, no speed cost); float layers only if that cannot fit."),
+    ] = None,
     eval_images: Annotated[int, typer.Option("--eval-images", help="--max-drop: images scored per candidate.")] = 200,
     float_layers: Annotated[
         Optional[list[str]],  # noqa: UP007
@@ -135,6 +140,7 @@ def export_cmd(
             result = run_fallback(
                 checkpoint, out_path, calibration=calibration, eval_data=eval_data or str(calib_data),
                 eval_split=eval_split, eval_images=eval_images, max_drop=max_drop, status=status, console=con,
+                range_method=range_fallback.value if range_fallback else None,
                 export_kwargs=dict(mode=mode.value, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                                    simplify=simplify), overrides=overrides,
             )

@@ -19,6 +19,7 @@ def run_fallback(
     console: Any,
     export_kwargs: dict[str, Any],
     overrides: dict[str, Any],
+    range_method: str | None = None,
 ) -> Any:
     """Load the checkpoint, search the float layers, print each step; returns the ExportResult of the file written."""
     from ssdtrt.core.errors import CheckpointError
@@ -39,10 +40,12 @@ def run_fallback(
 
     result, fb = fallback_export(
         model, out, calibration=calibration, eval_data=eval_data, eval_split=eval_split, eval_images=eval_images,
-        max_drop_pts=max_drop, progress=progress, postprocess=post, source=source, **export_kwargs,
+        max_drop_pts=max_drop, range_method=range_method, progress=progress, postprocess=post, source=source, **export_kwargs,
     )
     console.print(f"--max-drop {max_drop:g}: drop {fb.drop_pts:.2f} mAP pts (FP32 {fb.fp32_map:.4f} → "
                   f"{fb.int8_map:.4f}) with {len(fb.float_layers)} of {len(fb.ranking)} layers float")
     for name in fb.float_layers:
         console.print(f"  float: {name}")
+    for name in fb.range_layers:
+        console.print(f"  INT8 with {fb.range_method} input range: {name}")
     return result

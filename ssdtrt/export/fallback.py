@@ -38,9 +38,14 @@ class FallbackResult:
     tried: dict[int, float] = field(default_factory=dict)
     ranking: list[str] = field(default_factory=list)
     eval: dict[str, Any] = field(default_factory=dict)
+    #: layers kept INT8 with `range_method`'s input ranges (the range fallback), and its k → drop when it failed
+    range_layers: list[str] = field(default_factory=list)
+    range_method: str | None = None
+    range_tried: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "tried": {str(k): v for k, v in sorted(self.tried.items())}}
+        return {**dataclasses.asdict(self), "tried": {str(k): v for k, v in sorted(self.tried.items())},
+                "range_tried": {str(k): v for k, v in sorted(self.range_tried.items())}}
 
 
 def fallback_export(
@@ -53,10 +58,14 @@ def fallback_export(
     eval_images: int = 200,
     max_drop_pts: float = 0.5,
     sqnr_images: int = 32,
+    range_method: str | None = None,
     progress: Callable[[str], None] | None = None,
     **export_kwargs: Any,
 ) -> tuple[ExportResult, FallbackResult]:
-    """`export_model(model, out, precision="int8", ...)` with as few float layers as the budget allows."""
+    """`export_model(model, out, precision="int8", ...)` with as few float layers as the budget allows.
+
+    With `range_method` (e.g. percentile for an entropy export), first try giving the top-k layers' inputs that
+    method's ranges instead — every conv stays INT8 — and fall back to float layers only if that cannot fit."""
     from ssdtrt.core.manifest import read_manifest, write_artifact_with_manifest
     from ssdtrt.data import open_dataset
     from ssdtrt.export.onnx_export import ExportResult, export_model
@@ -69,29 +78,42 @@ def fallback_export(
     say(f"ranking layers by head SQNR on {sqnr_images} {eval_data} {eval_split} images")
     ranking = rank_layers(model, calibration, eval_data, eval_split, sqnr_images, export_kwargs)
     with tempfile.TemporaryDirectory(prefix="ssdtrt-fallback-", dir=out.parent if out.parent.is_dir() else None) as tmp:
-        def score(path: Path) -> float:
-            return _onnx_map(path, dataset, n_eval)
-
         fp32 = export_model(model, Path(tmp) / "fp32.onnx", precision="fp32", **export_kwargs)
-        fp32_map = score(fp32.onnx_path)
+        fp32_map = _onnx_map(fp32.onnx_path, dataset, n_eval)
         say(f"FP32 mAP {fp32_map:.4f} on {n_eval} images")
-        maps: dict[int, float] = {}
+        maps: dict[str, float] = {}
 
-        def drop_for(k: int) -> float:
-            cfg = dataclasses.replace(calibration, float_layers=tuple(ranking[:k]))
-            res = export_model(model, Path(tmp) / f"int8-{k}.onnx", precision="int8", calibration=cfg, **export_kwargs)
-            maps[k] = score(res.onnx_path)
-            say(f"{k} float layer(s): mAP {maps[k]:.4f}, drop {100 * (fp32_map - maps[k]):.2f} pts")
-            return round(100 * (fp32_map - maps[k]), 3)
+        def drop_for(kind: str, k: int) -> float:
+            field_name = "range_layers" if kind == "range" else "float_layers"
+            cfg = dataclasses.replace(calibration, **{field_name: tuple(ranking[:k])},
+                                      **({"range_method": range_method} if range_method else {}))
+            res = export_model(model, Path(tmp) / f"int8-{kind}-{k}.onnx", precision="int8", calibration=cfg,
+                               **export_kwargs)
+            maps[f"{kind}-{k}"] = m = _onnx_map(res.onnx_path, dataset, n_eval)
+            say(f"{k} {kind} fallback layer(s): mAP {m:.4f}, drop {100 * (fp32_map - m):.2f} pts")
+            return round(100 * (fp32_map - m), 3)
 
-        k, tried = search_float_count(drop_for, len(ranking), max_drop_pts)
-        result = FallbackResult(ranking[:k], tried[k], round(fp32_map, 5), round(maps[k], 5), max_drop_pts, tried,
-                                ranking, {"data": eval_data, "split": eval_split, "num_images": n_eval,
-                                          "sqnr_images": sqnr_images, "rank_by": "head SQNR, layer alone INT8"})
-        chosen = Path(tmp) / f"int8-{k}.onnx"
+        kind, range_tried = "float", {}
+        if range_method and range_method != calibration.method:
+            try:
+                k, range_tried = search_float_count(lambda j: drop_for("range", j), len(ranking), max_drop_pts)
+                kind = "range"
+            except ExportError as err:
+                say(f"{range_method} ranges alone cannot meet the budget ({err}); returning layers to float")
+                range_tried = {int(key.split("-")[1]): round(100 * (fp32_map - v), 3) for key, v in maps.items()}
+        tried = range_tried
+        if kind == "float":
+            k, tried = search_float_count(lambda j: drop_for("float", j), len(ranking), max_drop_pts)
+        result = FallbackResult(ranking[:k] if kind == "float" else [], tried[k], round(fp32_map, 5),
+                                round(maps[f"{kind}-{k}"], 5), max_drop_pts, tried, ranking,
+                                {"data": eval_data, "split": eval_split, "num_images": n_eval,
+                                 "sqnr_images": sqnr_images, "rank_by": "head SQNR, layer alone INT8"},
+                                ranking[:k] if kind == "range" else [], range_method,
+                                range_tried if kind == "float" else {})
+        chosen = Path(tmp) / f"int8-{kind}-{k}.onnx"
         manifest = read_manifest(chosen)
-        source = {**manifest.source, "fallback": result.to_dict()}
-        manifest = dataclasses.replace(manifest, artifact=out.name, source=source)
+        manifest = dataclasses.replace(manifest, artifact=out.name,
+                                       source={**manifest.source, "fallback": result.to_dict()})
         out.parent.mkdir(parents=True, exist_ok=True)
         manifest_path = write_artifact_with_manifest(out, chosen.read_bytes(), manifest)
     return ExportResult(out, manifest_path, read_manifest(out)), result

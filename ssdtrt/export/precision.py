@@ -19,6 +19,7 @@ import inspect
 import io
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,6 +212,8 @@ def quantize_int8(
             ranges_file = ranges if ranges is not None else Path(tmp) / "ranges.json"
             if not ranges_hit:
                 _calibrate_ranges(src, reader, ranges_file, Path(tmp), cfg.method)
+            if cfg.range_layers:
+                ranges_file = _override_ranges(cfg, proto, spec, model_bytes, ranges_file, reader, Path(tmp))
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration progress
                 quantize_static(
                     str(src),
@@ -251,6 +254,7 @@ def quantize_int8(
             "residual_adds": len(residual_adds),
             "high_precision": cfg.high_precision,
             "float_layers": list(cfg.float_layers),
+            "range_layers": {"method": cfg.range_method, "layers": list(cfg.range_layers)} if cfg.range_layers else None,
         }
     }
     return quantized, record
@@ -286,6 +290,28 @@ def declared_float_layers(proto: onnx.ModelProto) -> set[str]:
         if p.key == FLOAT_LAYERS_KEY:
             return set(json.loads(p.value))
     return set()
+
+
+def _override_ranges(cfg: CalibrationConfig, proto: onnx.ModelProto, spec: ModelSpec, model_bytes: bytes, base: Path,
+                     reader: ArrayCalibrationReader, tmp: Path) -> Path:
+    """`base` with the inputs of `cfg.range_layers` calibrated by `cfg.range_method` (cached like `base`)."""
+    alt = ranges_cache_path(replace(cfg, method=cfg.range_method), hashlib.sha256(model_bytes).hexdigest(),
+                            spec.preprocess) or tmp / "alt_ranges.json"
+    if not alt.is_file():
+        _calibrate_ranges(tmp / "fp32.onnx", reader, alt, tmp, cfg.range_method)
+    return _merge_ranges(proto, cfg.range_layers, base, alt, tmp / "merged.json")
+
+
+def _merge_ranges(proto: onnx.ModelProto, layers: tuple[str, ...], base: Path, alt: Path, out: Path) -> Path:
+    """`base` ranges with the inputs of `layers` taken from `alt` (another calibration method), saved to `out`."""
+    from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
+
+    _checked_float_layers(proto, layers)
+    inputs = {n.input[0] for n in proto.graph.node if n.name in set(layers)}
+    first, second = load_tensors_data(base), load_tensors_data(alt)
+    merged = {k: (second[k] if k in inputs and k in second else first[k]) for k in first}
+    save_tensors_data(TensorsData(first.calibration_method, merged), out)
+    return out
 
 
 def _load_ranges(path: Path) -> dict[str, tuple[float, float]]:
