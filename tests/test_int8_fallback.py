@@ -214,3 +214,26 @@ def test_range_layers_take_the_other_methods_input_scale(model, body, cfg) -> No
     assert input_scale(mixed, layer) == input_scale(minmax, layer)
     assert input_scale(mixed, other) == input_scale(entropy, other) != input_scale(minmax, other)
     assert len(quantized_layers(mixed)) == 25
+
+
+@pytest.mark.slow
+def test_fallback_on_the_demo_checkpoint_meets_the_budget(tmp_path) -> None:  # noqa: ANN001
+    """Entropy calibration loses ~16 pts on the trained demo model: the fallback must return a prefix of the
+    ranking to float, end within the budget, and stay lint-clean (needs `make demo`'s checkpoint)."""
+    from pathlib import Path
+
+    from ssdtrt.export.fallback import fallback_export
+    from ssdtrt.model.checkpoint import load_model
+
+    ckpt = Path(__file__).resolve().parents[1] / "runs" / "demo" / "train" / "best.pt"
+    if not ckpt.is_file():
+        pytest.skip(f"no demo checkpoint at {ckpt} (make demo)")
+    calib = CalibrationConfig("synthetic", 64, "entropy", cache_dir=tmp_path / "calib")
+    _, fb = fallback_export(load_model(ckpt, "cpu"), tmp_path / "fb.onnx", calibration=calib, eval_data="synthetic",
+                            eval_images=50, sqnr_images=8, max_drop_pts=0.5, mode="nms", dynamic_batch=True)
+    assert fb.tried[0] > 2.0 and fb.drop_pts <= 0.5
+    assert fb.float_layers and fb.float_layers == fb.ranking[: len(fb.float_layers)]
+    assert all(fb.tried[k] > 0.5 for k in fb.tried if k < len(fb.float_layers))  # nothing smaller passed
+    for trt in (10, 11):
+        report = lint_onnx(tmp_path / "fb.onnx", trt_major=trt)
+        assert report.ok and not report.issues

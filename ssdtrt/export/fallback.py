@@ -7,6 +7,9 @@ between the last failing and the first passing k; the drop is assumed to fall as
 every k tried is recorded). Every candidate is a real export (`export_model`, float layers left in the
 `--int8-float` type, the graph's float-layer metadata set for `ssdtrt lint`) scored like `ssdtrt eval` scores it,
 so the drop in the manifest is the drop of the file written.
+
+`range_method` (`--range-fallback`) adds a cheaper first stage: the top-k layers' inputs take another calibration
+method's ranges (every conv stays INT8, no speed cost) — for methods that clip, such as entropy on the demo data.
 """
 
 from __future__ import annotations
