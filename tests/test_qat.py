@@ -7,7 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
+
+from ssdtrt.core.manifest import read_manifest
+from ssdtrt.export.graph_regions import GraphIndex
 
 from ssdtrt.export.calibration import CalibrationConfig
 from ssdtrt.export.float_variants import head_graph
@@ -85,10 +90,28 @@ def test_qat_checkpoint_exports_lint_clean_int8(tmp_path: Path, small_checkpoint
     res = run_qat(QatConfig(small_checkpoint, tmp_path, steps=3, calib_images=8, eval_limit=4, train_size=32,
                             threads=1, calib_method="minmax"))
     assert res.checkpoint.is_file() and res.metrics["steps"] == 3
-    out = export_checkpoint(res.checkpoint, tmp_path / "qat_int8.onnx", mode="nms", precision="int8",
-                            dynamic_batch=True, calibration=CalibrationConfig("synthetic", 8, cache_dir=tmp_path))
+    from ssdtrt.cli.app import main
+    from ssdtrt.model.checkpoint import load_checkpoint
+    from ssdtrt.train.qat_run import QAT_RANGES_KEY
+
+    absmax = load_checkpoint(res.checkpoint)["extra"][QAT_RANGES_KEY]["absmax"]
+    assert main(["export", str(res.checkpoint), "--mode", "nms", "--dynamic-batch", "--precision", "int8",
+                 "--calib-data", "synthetic", "--calib-images", "8", "--int8-float", "fp32",
+                 "--out", str(tmp_path / "qat_int8.onnx")]) == 0
+    out = read_manifest(tmp_path / "qat_int8.onnx")
+    assert out.source["calibration"]["fixed_ranges"] == len(absmax)
+    proto = onnx.load(str(tmp_path / "qat_int8.onnx"))
+    index = GraphIndex.of(proto)
+    inits = {t.name: t for t in proto.graph.initializer}
+    seen = set()
+    for node in (n for n in proto.graph.node if n.op_type == "Conv"):  # the export's scales are QAT's
+        q = index.producer[index.producer[node.input[0]].input[0]]
+        scale = float(numpy_helper.to_array(inits[q.input[1]]))
+        assert scale == pytest.approx(absmax[q.input[0]] / 127, rel=1e-6), node.name
+        seen.add(q.input[0])
+    assert seen == set(absmax)  # every quantized conv input, nothing else
     for trt in (10, 11):
-        report = lint_onnx(out.onnx_path, trt_major=trt)
+        report = lint_onnx(tmp_path / "qat_int8.onnx", trt_major=trt)
         assert report.ok and not report.issues
 
 

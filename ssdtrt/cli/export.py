@@ -110,6 +110,7 @@ def export_cmd(
     from ssdtrt.export.calibration import CalibrationConfig, cache_dir_for
     from ssdtrt.export.onnx_export import default_out_path, export_checkpoint
 
+    con_err = console(stderr=True)
     if precision is Precision.int8 and not calib_data:
         raise ExportError("--precision int8 needs --calib-data SPEC (e.g. --calib-data synthetic)")
     out_path = out or default_out_path(checkpoint, mode.value, precision.value)
@@ -118,7 +119,7 @@ def export_cmd(
         calibration = CalibrationConfig(
             data=str(calib_data), num_images=calib_images, method=calib_method.value, split=calib_split,
             reduce_range=reduce_range, cache_dir=cache_dir_for(out_path), high_precision=int8_float.value,
-            float_layers=tuple(float_layers or ()),
+            float_layers=tuple(float_layers or ()), fixed_ranges=_qat_ranges(checkpoint, calib_method.value, con_err),
         )
     if max_drop is not None and precision is not Precision.int8:
         raise ExportError("--max-drop applies to --precision int8")
@@ -156,3 +157,20 @@ def export_cmd(
     if calib:
         con.print(f"  calibration: {calib['method']} on {calib['num_images']} images of {calib['data']} "
                   f"({'cached tensors' if calib['cached'] else 'read'}; ranges {'cached' if calib['ranges_cached'] else 'computed'})")
+
+
+def _qat_ranges(checkpoint: Path, method: str, con) -> tuple[tuple[str, float], ...]:  # noqa: ANN001 - rich Console
+    """The activation ranges a `ssdtrt train --qat` checkpoint trained with (none for other checkpoints): the export
+    keeps them instead of recalibrating, so its Q/DQ scales are the ones QAT learned with."""
+    from ssdtrt.model.checkpoint import load_checkpoint
+    from ssdtrt.train.qat_run import QAT_RANGES_KEY
+
+    if not checkpoint.is_file():
+        return ()
+    ranges = (load_checkpoint(checkpoint).get("extra") or {}).get(QAT_RANGES_KEY)
+    if not ranges:
+        return ()
+    if ranges.get("method") != method:
+        con.print(f"note: {checkpoint} was fine-tuned with {ranges.get('method')} ranges; using them (not {method}) "
+                  "for the tensors QAT quantized")
+    return tuple(sorted((str(k), float(v)) for k, v in ranges["absmax"].items()))

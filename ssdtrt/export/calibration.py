@@ -48,6 +48,8 @@ class CalibrationConfig:
     #: the cheaper fallback for a method that clips (entropy on this data), tried before float layers.
     range_layers: tuple[str, ...] = ()
     range_method: str = "percentile"
+    #: (tensor name, |range|) pairs that override calibration (symmetric): the ranges a QAT checkpoint trained with.
+    fixed_ranges: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.high_precision not in HIGH_PRECISIONS:

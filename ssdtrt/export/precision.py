@@ -212,8 +212,7 @@ def quantize_int8(
             ranges_file = ranges if ranges is not None else Path(tmp) / "ranges.json"
             if not ranges_hit:
                 _calibrate_ranges(src, reader, ranges_file, Path(tmp), cfg.method)
-            if cfg.range_layers:
-                ranges_file = _override_ranges(cfg, proto, spec, model_bytes, ranges_file, reader, Path(tmp))
+            ranges_file = _override_ranges(cfg, proto, spec, model_bytes, ranges_file, reader, Path(tmp))
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration progress
                 quantize_static(
                     str(src),
@@ -254,6 +253,7 @@ def quantize_int8(
             "residual_adds": len(residual_adds),
             "high_precision": cfg.high_precision,
             "float_layers": list(cfg.float_layers),
+            "fixed_ranges": len(cfg.fixed_ranges),
             "range_layers": {"method": cfg.range_method, "layers": list(cfg.range_layers)} if cfg.range_layers else None,
         }
     }
@@ -294,12 +294,31 @@ def declared_float_layers(proto: onnx.ModelProto) -> set[str]:
 
 def _override_ranges(cfg: CalibrationConfig, proto: onnx.ModelProto, spec: ModelSpec, model_bytes: bytes, base: Path,
                      reader: ArrayCalibrationReader, tmp: Path) -> Path:
-    """`base` with the inputs of `cfg.range_layers` calibrated by `cfg.range_method` (cached like `base`)."""
+    """`base` with the inputs of `cfg.range_layers` calibrated by `cfg.range_method` (cached like `base`), then
+    `cfg.fixed_ranges` (QAT's) applied; `base` itself when there is nothing to override."""
+    if cfg.fixed_ranges:
+        base = _fixed_ranges(dict(cfg.fixed_ranges), base, tmp / "fixed.json")
+    if not cfg.range_layers:
+        return base
     alt = ranges_cache_path(replace(cfg, method=cfg.range_method), hashlib.sha256(model_bytes).hexdigest(),
                             spec.preprocess) or tmp / "alt_ranges.json"
     if not alt.is_file():
         _calibrate_ranges(tmp / "fp32.onnx", reader, alt, tmp, cfg.range_method)
     return _merge_ranges(proto, cfg.range_layers, base, alt, tmp / "merged.json")
+
+
+def _fixed_ranges(absmax: dict[str, float], base: Path, out: Path) -> Path:
+    """`base` with the given tensors' ranges set to ±absmax (QAT's); every given tensor must be in `base`."""
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, load_tensors_data, save_tensors_data
+
+    data = load_tensors_data(base)
+    missing = sorted(set(absmax) - set(data))
+    if missing:
+        raise ExportError(f"fixed (QAT) ranges for tensors this graph does not calibrate: {', '.join(missing[:3])}")
+    merged = {k: (TensorData(lowest=np.float32(-absmax[k]), highest=np.float32(absmax[k])) if k in absmax else data[k])
+              for k in data}
+    save_tensors_data(TensorsData(data.calibration_method, merged), out)
+    return out
 
 
 def _merge_ranges(proto: onnx.ModelProto, layers: tuple[str, ...], base: Path, alt: Path, out: Path) -> Path:

@@ -42,6 +42,7 @@ class QdqPlan:
     block_input_scales: dict[str, float]  # residual block module → scale of its input (identity residual)
     block_output_scales: dict[str, float]  # downsample branch module → scale of its output
     onnx_names: dict[str, str]  # Conv2d module → ONNX Conv node name
+    tensor_absmax: dict[str, float]  # ONNX tensor → |range| its Q/DQ was calibrated to (scale · 127)
 
 
 def fold_batchnorm(model: torch.nn.Module) -> int:
@@ -123,12 +124,13 @@ def _read_scales(int8: onnx.ModelProto, body: onnx.ModelProto, convs: list, onnx
     index = GraphIndex.of(int8)
     consts = {t.name: numpy_helper.to_array(t) for t in int8.graph.initializer}
     by_node = {n.name: n for n in index.nodes}
-    conv_in, names = {}, {}
+    conv_in, names, absmax = {}, {}, {}
     for (name, _), node in zip(convs, onnx_convs):
         dq = index.producer.get(by_node[node.name].input[0])
         if dq is None or dq.op_type != "DequantizeLinear":
             raise SSDTRTError(f"qat: {node.name} is not quantized in the export")
         conv_in[name], names[name] = float(consts[dq.input[1]]), node.name
+        absmax[node.input[0]] = conv_in[name] * ACT_QMAX
     module_of_input = {node.input[0]: name for (name, _), node in zip(convs, onnx_convs)}
     module_of_output = {node.output[0]: name for (name, _), node in zip(convs, onnx_convs)}
     blocks_in, blocks_out = {}, {}
@@ -138,13 +140,14 @@ def _read_scales(int8: onnx.ModelProto, body: onnx.ModelProto, convs: list, onnx
         if dq is None or dq.op_type != "DequantizeLinear":
             continue
         tensor, scale = index.producer[dq.input[0]].input[0], float(consts[dq.input[1]])
+        absmax[tensor] = scale * ACT_QMAX
         if tensor in module_of_input:  # identity residual: the block's input
             blocks_in[module_of_input[tensor].rsplit(".", 1)[0]] = scale
         elif tensor in module_of_output:  # downsample branch output
             blocks_out[module_of_output[tensor].rsplit(".", 1)[0]] = scale
         else:
             raise SSDTRTError(f"qat: cannot place the residual fake quantization of {add.name}")
-    return QdqPlan(conv_in, blocks_in, blocks_out, names)
+    return QdqPlan(conv_in, blocks_in, blocks_out, names, absmax)
 
 
 def attach_fake_quant(model: torch.nn.Module, plan: QdqPlan) -> list[Any]:

@@ -17,6 +17,12 @@ from typing import Any
 from ssdtrt.core.errors import CheckpointError, SSDTRTError
 
 
+#: Checkpoint `extra` entry with the activation ranges QAT trained against; `ssdtrt export --precision int8` uses
+#: them for those tensors (recalibrating a QAT model moves the thresholds away from what it learned: demo, entropy,
+#: fake-quantized 0.738 mAP vs 0.705 exported with recalibrated ranges).
+QAT_RANGES_KEY = "qat_ranges"
+
+
 @dataclass
 class QatConfig:
     checkpoint: Path
@@ -104,7 +110,8 @@ def run_qat(cfg: QatConfig, report: Callable[[str, dict[str, Any]], None] | None
                "steps": step, "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}}
     say("done", metrics)
     out_path = Path(cfg.out_dir) / "qat.pt"
-    save_checkpoint(out_path, model, metrics={"map": float_map}, extra={"qat": metrics})
+    ranges = {"method": cfg.calib_method, "absmax": plan.tensor_absmax}
+    save_checkpoint(out_path, model, metrics={"map": float_map}, extra={"qat": metrics, QAT_RANGES_KEY: ranges})
     return QatResult(out_path, metrics)
 
 
