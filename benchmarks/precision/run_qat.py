@@ -6,13 +6,15 @@
         --method percentile --out benchmarks/precision/fallback/qat.json
 
 Exports FP32 of the checkpoint, PTQ INT8 of the checkpoint and INT8 of the QAT checkpoint (same calibration
-method, 256 synthetic train images, no float layers) and scores each on the synthetic val split (`ssdtrt eval`'s
+method, 256 synthetic train images, no float layers; the QAT checkpoint's own ranges where it has them, as
+`ssdtrt export` uses them) and scores each on the synthetic val split (`ssdtrt eval`'s
 path: onnx_predict_fn + evaluate); lints the QAT INT8 graph for TensorRT 10 and 11.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 
@@ -41,10 +43,13 @@ def main() -> None:
     variants = [("fp32", args.checkpoint, "fp32"), (f"ptq int8 {args.method}", args.checkpoint, "int8"),
                 (f"qat int8 {args.method}", args.qat_checkpoint, "int8")]
     rows = []
+    from ssdtrt.train.qat_run import qat_ranges
+
     for name, ckpt, precision in variants:
         out = exp / f"{name.replace(' ', '_')}.onnx"
+        cfg = dataclasses.replace(calib, fixed_ranges=qat_ranges(ckpt)[0])  # what `ssdtrt export` does
         export_checkpoint(ckpt, out, mode="nms", precision=precision, dynamic_batch=True,
-                          calibration=calib if precision == "int8" else None)
+                          calibration=cfg if precision == "int8" else None)
         fn = onnx_predict_fn(out, providers=["CPUExecutionProvider"], batch_size=16)
         res = evaluate(fn, ds, batch_size=16, limit=args.images)
         row = {"variant": name, "checkpoint": str(ckpt), "onnx": str(out), "map": round(res.map, 5),

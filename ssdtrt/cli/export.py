@@ -159,18 +159,13 @@ def export_cmd(
                   f"({'cached tensors' if calib['cached'] else 'read'}; ranges {'cached' if calib['ranges_cached'] else 'computed'})")
 
 
-def _qat_ranges(checkpoint: Path, method: str, con) -> tuple[tuple[str, float], ...]:  # noqa: ANN001 - rich Console
-    """The activation ranges a `ssdtrt train --qat` checkpoint trained with (none for other checkpoints): the export
-    keeps them instead of recalibrating, so its Q/DQ scales are the ones QAT learned with."""
-    from ssdtrt.model.checkpoint import load_checkpoint
-    from ssdtrt.train.qat_run import QAT_RANGES_KEY
 
-    if not checkpoint.is_file():
-        return ()
-    ranges = (load_checkpoint(checkpoint).get("extra") or {}).get(QAT_RANGES_KEY)
-    if not ranges:
-        return ()
-    if ranges.get("method") != method:
-        con.print(f"note: {checkpoint} was fine-tuned with {ranges.get('method')} ranges; using them (not {method}) "
-                  "for the tensors QAT quantized")
-    return tuple(sorted((str(k), float(v)) for k, v in ranges["absmax"].items()))
+def _qat_ranges(checkpoint: Path, method: str, con) -> tuple[tuple[str, float], ...]:  # noqa: ANN001 - rich Console
+    """The activation ranges a `ssdtrt train --qat` checkpoint trained with (none for other checkpoints)."""
+    from ssdtrt.train.qat_run import qat_ranges
+
+    ranges, qat_method = qat_ranges(checkpoint)
+    if ranges and qat_method != method:
+        con.print(f"note: {checkpoint} was fine-tuned with {qat_method} ranges; using them (not {method}) for the "
+                  "tensors QAT quantized")
+    return ranges

@@ -115,6 +115,20 @@ def run_qat(cfg: QatConfig, report: Callable[[str, dict[str, Any]], None] | None
     return QatResult(out_path, metrics)
 
 
+def qat_ranges(checkpoint: Path) -> tuple[tuple[str, float], ...]:
+    """(tensor, |range|) pairs a QAT checkpoint trained with, for `CalibrationConfig.fixed_ranges` (the export
+    keeps them instead of recalibrating, so its Q/DQ scales are the ones QAT learned with), and their method;
+    ((), None) for other checkpoints."""
+    from ssdtrt.model.checkpoint import load_checkpoint
+
+    if not Path(checkpoint).is_file():
+        return (), None
+    ranges = (load_checkpoint(checkpoint).get("extra") or {}).get(QAT_RANGES_KEY)
+    if not ranges:
+        return (), None
+    return tuple(sorted((str(k), float(v)) for k, v in ranges["absmax"].items())), ranges.get("method")
+
+
 def _freeze_bn(model: Any) -> None:
     """Folded BatchNorms are identities + bias: their statistics must not move (eval mode in training)."""
     from torch import nn
