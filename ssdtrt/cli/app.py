@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import typer
 
 #: Each module defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ("train", "evaluate", "weights", "export", "compare", "lint", "detect", "build_engine", "demo", "bench", "serve")
+COMMAND_MODULES: tuple[str, ...] = ("train", "evaluate", "weights", "export", "compare", "lint", "detect", "build_engine", "demo", "bench", "serve", "sensitivity")
 
 
 def build_app() -> typer.Typer:

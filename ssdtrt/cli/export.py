@@ -71,6 +71,27 @@ def export_cmd(
                      "the ONNX decides); fp32 for CPU int8 (ONNX Runtime / OpenVINO run fp16 Q/DQ 2-4x slower). "
                      "Decode, softmax, NMS and L2Norm stay fp32 either way."),
     ] = Int8Float.fp16,
+    max_drop: Annotated[
+        Optional[float],  # noqa: UP007
+        typer.Option("--max-drop", help="INT8: mAP budget in points vs FP32 (on --eval-data); the most sensitive "
+                     "layers return to the --int8-float type until the drop fits (ssdtrt.export.fallback)."),
+    ] = None,
+    eval_data: Annotated[
+        Optional[str],  # noqa: UP007
+        typer.Option("--eval-data", help="--max-drop: dataset spec scored (default: the --calib-data source)."),
+    ] = None,
+    eval_split: Annotated[str, typer.Option("--eval-split", help="--max-drop: split scored.")] = "val",
+    range_fallback: Annotated[
+        Optional[CalibMethod],  # noqa: UP007
+        typer.Option("--range-fallback", help="--max-drop: first give the most sensitive layers' inputs this "
+                     "method's ranges (all convs stay INT8, no speed cost); float layers only if that cannot fit."),
+    ] = None,
+    eval_images: Annotated[int, typer.Option("--eval-images", help="--max-drop: images scored per candidate.")] = 200,
+    float_layers: Annotated[
+        Optional[list[str]],  # noqa: UP007
+        typer.Option("--float-layer", help="INT8: leave this Conv node (ONNX name, see `ssdtrt sensitivity`) "
+                     "unquantized; repeatable."),
+    ] = None,
     score_threshold: Annotated[
         Optional[float], typer.Option("--score-threshold", help="nms: keep scores above this (default: preset).")  # noqa: UP007
     ] = None,
@@ -99,6 +120,7 @@ def export_cmd(
     from ssdtrt.export.calibration import CalibrationConfig, cache_dir_for
     from ssdtrt.export.onnx_export import default_out_path, export_checkpoint
 
+    con_err = console(stderr=True)
     if precision is Precision.int8 and not calib_data:
         raise ExportError("--precision int8 needs --calib-data SPEC (e.g. --calib-data synthetic)")
     out_path = out or default_out_path(checkpoint, mode.value, precision.value)
@@ -107,18 +129,32 @@ def export_cmd(
         calibration = CalibrationConfig(
             data=str(calib_data), num_images=calib_images, method=calib_method.value, split=calib_split,
             reduce_range=reduce_range, cache_dir=cache_dir_for(out_path), high_precision=int8_float.value,
+            float_layers=tuple(float_layers or ()), fixed_ranges=_qat_ranges(checkpoint, calib_method.value, con_err),
         )
+    if max_drop is not None and precision is not Precision.int8:
+        raise ExportError("--max-drop applies to --precision int8")
     overrides = dict(
         score_threshold=score_threshold, iou_threshold=iou_threshold, topk_candidates=topk_candidates,
         max_detections=max_detections, min_size=min_size, candidates_per_class=candidates_per_class,
     )
     con = console()
-    with con.status(f"exporting {checkpoint} → {out_path} ({mode.value}, {precision.value})"):
-        result = export_checkpoint(
-            checkpoint, out_path, mode=mode.value, precision=precision.value, batch=batch,
-            dynamic_batch=dynamic_batch, opset=opset, simplify=simplify, postprocess_overrides=overrides,
-            calibration=calibration, input_format=input_format.value,
-        )
+    with con.status(f"exporting {checkpoint} → {out_path} ({mode.value}, {precision.value})") as status:
+        if max_drop is None:
+            result = export_checkpoint(
+                checkpoint, out_path, mode=mode.value, precision=precision.value, batch=batch,
+                dynamic_batch=dynamic_batch, opset=opset, simplify=simplify, postprocess_overrides=overrides,
+                calibration=calibration, input_format=input_format.value,
+            )
+        else:
+            from ssdtrt.cli.export_fallback import run_fallback
+
+            result = run_fallback(
+                checkpoint, out_path, calibration=calibration, eval_data=eval_data or str(calib_data),
+                eval_split=eval_split, eval_images=eval_images, max_drop=max_drop, status=status, console=con,
+                range_method=range_fallback.value if range_fallback else None,
+                export_kwargs=dict(mode=mode.value, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+                                   simplify=simplify, input_format=input_format.value), overrides=overrides,
+            )
     m = result.manifest
     ios = lambda ts: ", ".join(f"{t.name} {t.shape} {t.dtype}" for t in ts)  # noqa: E731
     con.print(f"wrote {result.onnx_path} + {result.manifest_path.name}: {m.model_spec.name}, mode {m.export_mode}, "
@@ -131,3 +167,15 @@ def export_cmd(
     if calib:
         con.print(f"  calibration: {calib['method']} on {calib['num_images']} images of {calib['data']} "
                   f"({'cached tensors' if calib['cached'] else 'read'}; ranges {'cached' if calib['ranges_cached'] else 'computed'})")
+
+
+
+def _qat_ranges(checkpoint: Path, method: str, con) -> tuple[tuple[str, float], ...]:  # noqa: ANN001 - rich Console
+    """The activation ranges a `ssdtrt train --qat` checkpoint trained with (none for other checkpoints)."""
+    from ssdtrt.train.qat_run import qat_ranges
+
+    ranges, qat_method = qat_ranges(checkpoint)
+    if ranges and qat_method != method:
+        con.print(f"note: {checkpoint} was fine-tuned with {qat_method} ranges; using them (not {method}) for the "
+                  "tensors QAT quantized")
+    return ranges

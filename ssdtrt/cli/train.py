@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ssdtrt.cli.common import DataOption, DeviceOption, OutDirOption, PresetOption
+from ssdtrt.cli.common import DataOption, DeviceOption, OutDirOption
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +16,18 @@ def register(app: typer.Typer) -> None:
 
 
 def train_cmd(
-    preset: PresetOption,
+    preset: Annotated[
+        Optional[str],  # noqa: UP007
+        typer.Option("--preset", help="Model preset: ssd300-resnet50, ssd300-vgg16, ssd-small (not with --qat)."),
+    ] = None,
+    qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware fine-tuning of --from (ssdtrt.train.qat): "
+                                                    "fake quantization where the INT8 export puts Q/DQ.")] = False,
+    from_ckpt: Annotated[
+        Optional[Path], typer.Option("--from", help="--qat: the checkpoint to fine-tune.")  # noqa: UP007
+    ] = None,
+    qat_steps: Annotated[int, typer.Option("--qat-steps", help="--qat: optimizer steps.")] = 300,
+    qat_calib: Annotated[str, typer.Option("--qat-calib", help="--qat: calibration method of the scales "
+                                                               "(minmax, percentile, entropy).")] = "percentile",
     data: DataOption = "synthetic",
     out: OutDirOption = Path("runs/train"),
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Number of epochs.")] = None,  # noqa: UP007
@@ -49,6 +60,14 @@ def train_cmd(
     from ssdtrt.core.config import get_preset
     from ssdtrt.core.errors import SSDTRTError
 
+    if qat:
+        from ssdtrt.cli.train_qat import run_qat_cli
+
+        return run_qat_cli(from_ckpt, out, data=data, steps=qat_steps, calib_method=qat_calib, lr=lr,
+                           batch_size=batch_size, seed=seed, threads=threads, eval_limit=eval_limit,
+                           train_size=train_size)
+    if preset is None:
+        raise SSDTRTError("train: give --preset NAME (or --qat --from CKPT)")
     get_preset(preset)  # unknown preset: one line before torch is imported
     if epochs is None and max_minutes is None:
         raise SSDTRTError("train: give --epochs N or --max-minutes M (or both)")

@@ -41,6 +41,15 @@ class CalibrationConfig:
     #: Type of the non-quantized parts of the INT8 graph (modelopt's `high_precision_dtype`): fp16 is what TensorRT
     #: runs fastest under strong typing; fp32 keeps ONNX Runtime's CPU QLinearConv fusion (fp32 Q/DQ only).
     high_precision: str = "fp16"
+    #: Conv node names left unquantized (in `high_precision`): the layers `ssdtrt export --max-drop` returns to
+    #: float (`ssdtrt.export.fallback`). Calibration still covers them, so the ranges cache is shared.
+    float_layers: tuple[str, ...] = ()
+    #: Conv node names whose *input* range comes from `range_method` instead of `method` (every conv stays INT8):
+    #: the cheaper fallback for a method that clips (entropy on this data), tried before float layers.
+    range_layers: tuple[str, ...] = ()
+    range_method: str = "percentile"
+    #: (tensor name, |range|) pairs that override calibration (symmetric): the ranges a QAT checkpoint trained with.
+    fixed_ranges: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.high_precision not in HIGH_PRECISIONS:
@@ -48,6 +57,9 @@ class CalibrationConfig:
             raise ExportError(f"unknown INT8 float type {self.high_precision!r}; choose one of: {choices}")
         if self.method not in CALIB_METHODS:
             raise ExportError(f"unknown calibration method {self.method!r}; choose one of: {', '.join(CALIB_METHODS)}")
+        if self.range_method not in CALIB_METHODS:
+            raise ExportError(f"unknown range fallback method {self.range_method!r}; choose one of: "
+                              f"{', '.join(CALIB_METHODS)}")
         if self.num_images < 1:
             raise ExportError(f"--calib-images must be >= 1, got {self.num_images}")
 

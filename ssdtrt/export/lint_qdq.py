@@ -40,7 +40,9 @@ def lint_qdq(proto: onnx.ModelProto, consts: dict[str, np.ndarray], *, target: s
     quantized = any(n.op_type == "DequantizeLinear" for n in index.nodes)
     issues = [*_qdq_scales(index, consts), *_fp16_norms(index, proto), *_cast_round_trips(index)]
     if quantized:
-        issues += [*_conv_inputs(index), *_residual_adds(index)]
+        from ssdtrt.export.precision import declared_float_layers
+
+        issues += [*_conv_inputs(index, declared_float_layers(proto)), *_residual_adds(index)]
         if target == "tensorrt":
             issues += _reduced_range_weights(index, consts)
     return issues
@@ -87,14 +89,17 @@ def _weight(index: GraphIndex, consts: dict[str, np.ndarray], node: onnx.NodePro
     return data
 
 
-def _conv_inputs(index: GraphIndex) -> list[LintIssue]:
-    """In a quantized graph every Conv reads its input and weight through DequantizeLinear."""
+def _conv_inputs(index: GraphIndex, declared_float: set[str]) -> list[LintIssue]:
+    """In a quantized graph every Conv reads its input and weight through DequantizeLinear, except the layers the
+    graph's metadata declares float (mixed precision: `precision.mark_float_layers`), which read neither."""
     out = []
     for node in index.nodes:
         if node.op_type != "Conv":
             continue
         missing = [what for what, name in (("input", node.input[0]), ("weight", node.input[1]))
                    if index.source_op(name) != "DequantizeLinear"]
+        if len(missing) == 2 and node.name in declared_float:
+            continue
         if missing:
             out.append(_issue("warning", node, f"{' and '.join(missing)} not from a DequantizeLinear: TensorRT runs "
                                                "this conv in float inside an INT8 graph"))

@@ -19,6 +19,7 @@ import inspect
 import io
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from ssdtrt.export.calibration import (
     calibration_tensors,
     ranges_cache_path,
 )
+from ssdtrt.export.float_variants import unround_inputs
 from ssdtrt.export.graph_regions import GraphIndex, norm_nodes, tail_nodes
 from ssdtrt.postprocess.onnx_nms import NMS_PREFIX
 from ssdtrt.export.residual_qdq import quantize_residuals
@@ -50,6 +52,8 @@ ENTROPY_NUM_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 #: Ops whose inputs (activations and weights) get Q/DQ in the int8 variant; their outputs stay float, the next
 #: quantized op's input Q/DQ follows them (the placement NVIDIA's quantization toolkits use; TensorRT fuses it).
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
+#: ONNX metadata key listing the quantizable layers left float on purpose (mixed precision, `--max-drop`).
+FLOAT_LAYERS_KEY = "ssdtrt.int8_float_layers"
 #: QuantizeLinear / DequantizeLinear take fp16 inputs and scales from opset 19 on.
 FP16_QDQ_MIN_OPSET = 19
 
@@ -191,6 +195,7 @@ def quantize_int8(
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[cfg.method]
     exclude = [n.name for n in proto.graph.node if n.name.startswith(NMS_PREFIX)]
+    exclude += _checked_float_layers(proto, cfg.float_layers)
     if ranges is not None:
         ranges.parent.mkdir(parents=True, exist_ok=True)
     ort_logger = logging.getLogger("onnxruntime")
@@ -207,6 +212,7 @@ def quantize_int8(
             ranges_file = ranges if ranges is not None else Path(tmp) / "ranges.json"
             if not ranges_hit:
                 _calibrate_ranges(src, reader, ranges_file, Path(tmp), cfg.method)
+            ranges_file = _override_ranges(cfg, proto, spec, model_bytes, ranges_file, reader, Path(tmp))
             with contextlib.redirect_stdout(io.StringIO()):  # ORT prints calibration progress
                 quantize_static(
                     str(src),
@@ -225,7 +231,7 @@ def quantize_int8(
                                    "OpTypesToExcludeOutputQuantization": list(INT8_OP_TYPES)},
                     calibration_cache_path=str(ranges_file),
                 )
-            quantized = onnx.load(str(dst))
+            quantized = unround_inputs(onnx.load(str(dst)), cfg.float_layers)
             residual_adds = quantize_residuals(quantized, _load_ranges(ranges_file))
         except ExportError:
             raise
@@ -235,6 +241,7 @@ def quantize_int8(
             logging.root.setLevel(level)
     if cfg.high_precision == "fp16":
         quantized = convert_fp16(upgrade_opset(quantized, FP16_QDQ_MIN_OPSET))
+    mark_float_layers(quantized, cfg.float_layers)
     record = {
         "calibration": {
             **info,
@@ -245,9 +252,85 @@ def quantize_int8(
             "op_types": list(INT8_OP_TYPES),
             "residual_adds": len(residual_adds),
             "high_precision": cfg.high_precision,
+            "float_layers": list(cfg.float_layers),
+            "fixed_ranges": len(cfg.fixed_ranges),
+            "range_layers": {"method": cfg.range_method, "layers": list(cfg.range_layers)} if cfg.range_layers else None,
         }
     }
     return quantized, record
+
+
+def _checked_float_layers(proto: onnx.ModelProto, names: tuple[str, ...]) -> list[str]:
+    """`names` if each is a quantizable node of `proto` (a typo would silently quantize the layer)."""
+    known = {n.name for n in proto.graph.node if n.op_type in INT8_OP_TYPES}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ExportError(f"float layers not in the graph (or not Conv/Gemm/MatMul): {', '.join(unknown[:5])}")
+    return list(names)
+
+
+def mark_float_layers(proto: onnx.ModelProto, names: tuple[str, ...] | list[str]) -> None:
+    """Record the layers left float on purpose in the graph's metadata (`FLOAT_LAYERS_KEY`, a JSON list), so
+    `ssdtrt lint` tells them from convs a quantizer forgot; an empty list removes the entry."""
+    import json
+
+    keep = [p for p in proto.metadata_props if p.key != FLOAT_LAYERS_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    if names:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = FLOAT_LAYERS_KEY, json.dumps(sorted(names))
+
+
+def declared_float_layers(proto: onnx.ModelProto) -> set[str]:
+    """The node names `mark_float_layers` recorded (empty when none)."""
+    import json
+
+    for p in proto.metadata_props:
+        if p.key == FLOAT_LAYERS_KEY:
+            return set(json.loads(p.value))
+    return set()
+
+
+def _override_ranges(cfg: CalibrationConfig, proto: onnx.ModelProto, spec: ModelSpec, model_bytes: bytes, base: Path,
+                     reader: ArrayCalibrationReader, tmp: Path) -> Path:
+    """`base` with the inputs of `cfg.range_layers` calibrated by `cfg.range_method` (cached like `base`), then
+    `cfg.fixed_ranges` (QAT's) applied; `base` itself when there is nothing to override."""
+    if cfg.fixed_ranges:
+        base = _fixed_ranges(dict(cfg.fixed_ranges), base, tmp / "fixed.json")
+    if not cfg.range_layers:
+        return base
+    alt = ranges_cache_path(replace(cfg, method=cfg.range_method), hashlib.sha256(model_bytes).hexdigest(),
+                            spec.preprocess) or tmp / "alt_ranges.json"
+    if not alt.is_file():
+        _calibrate_ranges(tmp / "fp32.onnx", reader, alt, tmp, cfg.range_method)
+    return _merge_ranges(proto, cfg.range_layers, base, alt, tmp / "merged.json")
+
+
+def _fixed_ranges(absmax: dict[str, float], base: Path, out: Path) -> Path:
+    """`base` with the given tensors' ranges set to ±absmax (QAT's); every given tensor must be in `base`."""
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, load_tensors_data, save_tensors_data
+
+    data = load_tensors_data(base)
+    missing = sorted(set(absmax) - set(data))
+    if missing:
+        raise ExportError(f"fixed (QAT) ranges for tensors this graph does not calibrate: {', '.join(missing[:3])}")
+    merged = {k: (TensorData(lowest=np.float32(-absmax[k]), highest=np.float32(absmax[k])) if k in absmax else data[k])
+              for k in data}
+    save_tensors_data(TensorsData(data.calibration_method, merged), out)
+    return out
+
+
+def _merge_ranges(proto: onnx.ModelProto, layers: tuple[str, ...], base: Path, alt: Path, out: Path) -> Path:
+    """`base` ranges with the inputs of `layers` taken from `alt` (another calibration method), saved to `out`."""
+    from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
+
+    _checked_float_layers(proto, layers)
+    inputs = {n.input[0] for n in proto.graph.node if n.name in set(layers)}
+    first, second = load_tensors_data(base), load_tensors_data(alt)
+    merged = {k: (second[k] if k in inputs and k in second else first[k]) for k in first}
+    save_tensors_data(TensorsData(first.calibration_method, merged), out)
+    return out
 
 
 def _load_ranges(path: Path) -> dict[str, tuple[float, float]]:

@@ -45,7 +45,7 @@ def quantize_residuals(proto: onnx.ModelProto, ranges: dict[str, tuple[float, fl
     new_nodes: dict[str, list[onnx.NodeProto]] = {}  # insert after the producer of the residual
     for add in index.nodes:
         res = residual_input(index, add) if add.op_type == "Add" else None
-        if res is None or index.source_op(res) == "DequantizeLinear":
+        if res is None or index.source_op(res) == "DequantizeLinear" or not branch_quantized(index, add, res):
             continue
         dq_out = _existing_dq(index, res)
         if dq_out is None:
@@ -77,6 +77,14 @@ def quantize_residuals(proto: onnx.ModelProto, ranges: dict[str, tuple[float, fl
         del graph.node[:]
         graph.node.extend(leftover + ordered)
     return changed
+
+
+def branch_quantized(index: GraphIndex, add: onnx.NodeProto, residual: str) -> bool:
+    """Whether the conv on the Add's other branch is quantized (reads a DequantizeLinear): a conv left float on
+    purpose (mixed precision) fuses nothing, so its Add keeps a float residual and costs no extra rounding."""
+    other = [a for a in index.activations(add) if a != residual]
+    conv = index.producer.get(other[0]) if other else None
+    return conv is not None and conv.op_type == "Conv" and index.source_op(conv.input[0]) == "DequantizeLinear"
 
 
 def _existing_dq(index: GraphIndex, tensor: str) -> str | None:
