@@ -8,7 +8,7 @@
 Exports FP32 of the checkpoint, PTQ INT8 of the checkpoint and INT8 of the QAT checkpoint (same calibration
 method, 256 synthetic train images, no float layers; the QAT checkpoint's own ranges where it has them, as
 `ssdtrt export` uses them) and scores each on the synthetic val split (`ssdtrt eval`'s
-path: onnx_predict_fn + evaluate); lints the QAT INT8 graph for TensorRT 10 and 11.
+path: Detector + evaluate); lints the QAT INT8 graph for TensorRT 10 and 11.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
     from ssdtrt.export.onnx_export import export_checkpoint
     from ssdtrt.io.files import atomic_write_json, sha256_file
     from ssdtrt.model.checkpoint import load_checkpoint
-    from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn
+    from ssdtrt.inference.detector import Detector
 
     ds = open_dataset("synthetic", "val")
     exp = args.export_dir
@@ -50,8 +50,8 @@ def main() -> None:
         cfg = dataclasses.replace(calib, fixed_ranges=qat_ranges(ckpt)[0])  # what `ssdtrt export` does
         export_checkpoint(ckpt, out, mode="nms", precision=precision, dynamic_batch=True,
                           calibration=cfg if precision == "int8" else None)
-        fn = onnx_predict_fn(out, providers=["CPUExecutionProvider"], batch_size=16)
-        res = evaluate(fn, ds, batch_size=16, limit=args.images)
+        with Detector(out, backend="onnxruntime", providers=["CPUExecutionProvider"], batch_size=16) as det:
+            res = evaluate(det.detect, ds, batch_size=16, limit=args.images)
         row = {"variant": name, "checkpoint": str(ckpt), "onnx": str(out), "map": round(res.map, 5),
                "map50": round(res.map50, 5)}
         if precision == "int8":

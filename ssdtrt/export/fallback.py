@@ -142,10 +142,8 @@ def rank_layers(model: Any, calibration: CalibrationConfig, data: str, split: st
 def _onnx_map(path: Path, dataset: Any, n_images: int) -> float:
     """COCO mAP of an exported ONNX on the first `n_images` of `dataset`, as `ssdtrt eval` computes it (ORT, CPU)."""
     from ssdtrt.evaluate import evaluate
-    from ssdtrt.runtime.onnxruntime_runner import onnx_predict_fn
+    from ssdtrt.inference.detector import Detector
 
-    fn = onnx_predict_fn(path, providers=["CPUExecutionProvider"], batch_size=16, verify_hash=False)
-    try:
-        return float(evaluate(fn, dataset, batch_size=16, limit=n_images).map)
-    finally:
-        fn.runner.deactivate()  # type: ignore[attr-defined]
+    with Detector(path, backend="onnxruntime", providers=["CPUExecutionProvider"], batch_size=16,
+                  verify_hash=False) as det:
+        return float(evaluate(det.detect, dataset, batch_size=16, limit=n_images).map)

@@ -161,17 +161,14 @@ def float_set_for_sqnr(
 def head_predict_fn(proto: onnx.ModelProto, manifest: Manifest, runner: HeadRunner) -> Callable[[list[np.ndarray]], list]:
     """`predict(images_rgb) → Detections in pixels` for a head graph (`locs`, `logits`), postprocessed on the host
     with the manifest's settings, as `ssdtrt eval` does for a raw export."""
-    from ssdtrt.preprocess.host import preprocess_images
-    from ssdtrt.runtime.onnxruntime_runner import outputs_to_detections
+    from ssdtrt.inference.stages import ModelStages
 
-    raw = dataclasses.replace(manifest, export_mode="raw")
-    pre = raw.model_spec.preprocess
+    stages = ModelStages(dataclasses.replace(manifest, export_mode="raw"))
     sess = runner.session(proto)
 
     def predict(images_rgb: list[np.ndarray]) -> list:
-        locs, logits = run_session(sess, preprocess_images(list(images_rgb), pre), runner.batch_size)
-        dets = outputs_to_detections({"locs": locs, "logits": logits}, raw)
-        return [d.to_pixels(img.shape[1], img.shape[0]) for d, img in zip(dets, images_rgb)]
+        locs, logits = run_session(sess, stages.preprocess(list(images_rgb)), runner.batch_size)
+        return stages.postprocess({"locs": locs, "logits": logits}, [img.shape[:2] for img in images_rgb])
 
     return predict
 

@@ -139,6 +139,7 @@ def _freeze_bn(model: Any) -> None:
 
 
 def _score(model: Any, dataset: Any, limit: int | None) -> float:
-    from ssdtrt.evaluate import evaluate, torch_predict_fn
+    from ssdtrt.evaluate import evaluate, model_detector
 
-    return round(float(evaluate(torch_predict_fn(model, "cpu", batch_size=16), dataset, limit=limit).map), 5)
+    with model_detector(model, "cpu", batch_size=16) as det:
+        return round(float(evaluate(det.detect, dataset, limit=limit).map), 5)
