@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-
-class EngineBackend(str, Enum):
-    tensorrt = "tensorrt"
-    openvino = "openvino"
+from ssdtrt.cli.common import choice_enum
+from ssdtrt.core.manifest import INPUT_FORMATS
 
 
-class Placement(str, Enum):
-    engine = "engine"
-    host = "host"
-
-
-class InputFormat(str, Enum):
-    float32_nchw = "float32-nchw"
-    uint8_nhwc = "uint8-nhwc"
-
-
-class OVPrecision(str, Enum):
-    f32 = "f32"
-    bf16 = "bf16"
+EngineBackend = choice_enum("EngineBackend", ("tensorrt", "openvino"))
+Placement = choice_enum("Placement", ("engine", "host"))  # the build's side of PREPROCESS/POSTPROCESS placements
+InputFormat = choice_enum("InputFormat", INPUT_FORMATS)
+OVPrecision = choice_enum("OVPrecision", ("f32", "bf16"))
 
 
 def register(app: typer.Typer) -> None:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+def choice_enum(name: str, values: Sequence[str]) -> Any:
+    """A str Enum for a Typer option whose choices are a library constant (so the CLI cannot drift from it);
+    members are named like the values with '-' → '_' (`InputFormat.uint8_nhwc.value == "uint8-nhwc"`)."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
+
 
 DataOption = Annotated[
     str,

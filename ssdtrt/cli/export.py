@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-
-class Mode(str, Enum):
-    raw = "raw"
-    decoded = "decoded"
-    nms = "nms"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
+from ssdtrt.cli.common import choice_enum
+from ssdtrt.core.manifest import INPUT_FORMATS
+from ssdtrt.export.calibration import CALIB_METHODS, HIGH_PRECISIONS
+from ssdtrt.export.onnx_export import MODES
 
 
-class InputFormat(str, Enum):
-    float32_nchw = "float32-nchw"
-    uint8_nhwc = "uint8-nhwc"
-
-
-class CalibMethod(str, Enum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-class Int8Float(str, Enum):
-    fp16 = "fp16"
-    fp32 = "fp32"
+Mode = choice_enum("Mode", MODES)
+Precision = choice_enum("Precision", ("fp32", "fp16", "int8"))  # bf16 is an engine-build choice, not an export one
+InputFormat = choice_enum("InputFormat", INPUT_FORMATS)
+CalibMethod = choice_enum("CalibMethod", CALIB_METHODS)
+Int8Float = choice_enum("Int8Float", HIGH_PRECISIONS)
 
 
 def register(app: typer.Typer) -> None:
