@@ -6,7 +6,7 @@ The public API is imported lazily (no torch import, no work at import time):
     priors = ssdtrt.default_boxes("ssd300-vgg16")          # numpy [8732, 4] cx, cy, w, h
     model = ssdtrt.load_model("runs/demo/model.pt")          # torch, eval mode
     locs, logits = model(images)                             # [N, P, 4], [N, P, C]
-    dets = ssdtrt.postprocess.host_torch(locs, logits, priors)          # list[Detections]
+    dets = ssdtrt.postprocess.postprocess(locs, logits, priors)   # list[Detections] (torch; numpy: postprocess_numpy)
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ __version__ = "0.1.0"
 
 _LAZY = lazy_names({
     "ssdtrt.core.priors": ("default_boxes",),
-    "ssdtrt.postprocess.host_torch": ("postprocess",),
     "ssdtrt.core.detections": ("Detections",),
     "ssdtrt.core.config": ("get_preset", "preset_names", "ModelSpec", "PriorSpec", "PostprocessSpec"),
     "ssdtrt.core.codec": ("encode", "decode"),
@@ -30,5 +29,8 @@ _LAZY = lazy_names({
     "ssdtrt.core.errors": ("SSDTRTError",),
 })
 
-__all__ = sorted(_LAZY)
-__getattr__ = lazy_getattr(__name__, _LAZY)
+#: subpackages reachable as attributes without an explicit import (`ssdtrt.postprocess.postprocess(...)`)
+_SUBPACKAGES = ("postprocess",)
+
+__all__ = sorted([*_LAZY, *_SUBPACKAGES])
+__getattr__ = lazy_getattr(__name__, _LAZY, _SUBPACKAGES)

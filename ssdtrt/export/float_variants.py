@@ -5,7 +5,7 @@ SSD300-ResNet50. Re-running onnxruntime's quantizer for each costs seconds to mi
 costs milliseconds. A layer left float reads the tensor its input Q/DQ pair rounded and its FP32 weight (from the
 FP32 graph, by node name); an Add whose conv branch is float reads its residual unrounded — exactly what
 `quantize_int8` with `CalibrationConfig.float_layers` produces (`branch_quantized`; the test
-`tests/test_int8_fallback.py` compares both).
+`tests/export/test_int8_fallback.py` compares both).
 
 The *head graph* of any export mode is the body up to the head concatenations (`locs`, `logits`): SQNR is measured
 there, before box decoding and NMS turn small errors into discrete changes.

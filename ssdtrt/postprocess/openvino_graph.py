@@ -3,7 +3,7 @@ raw-heads model, so the engine hands back detections instead of 2.8 MB of logits
 
     model = append_detection_output(ov.Core().read_model("m_raw.xml"), spec, settings)
 
-The op (checked against OpenVINO's CPU implementation and measured in `tests/test_openvino_graph.py`):
+The op (checked against OpenVINO's CPU implementation and measured in `tests/engines/test_openvino_graph.py`):
 scores must be `> confidence_threshold`; `top_k` keeps the best per class before NMS (ties by lower prior index);
 greedy NMS per class, IoU `> nms_threshold` suppresses (float32, torchvision's formula on the clipped boxes);
 `keep_top_k` cuts each image to its best (ties by lower prior index); output `[1, 1, N * keep_top_k, 7]` rows

@@ -7,7 +7,7 @@ steps are saved in the IR.
 Normalization is a custom step with `ssdtrt.preprocess.host.normalize_batch`'s constants and operations
 (x * (1 / (255 std)) - mean / std in float32); the CPU plugin may fuse them into the first layer, so the heads
 differ from the host-normalized path by float rounding (fp32 demo model: <= 8e-7; parity of the detections in
-`benchmarks/postprocess/placement-parity-*.md`, bounded in `tests/test_openvino_graph.py`). Resize stays on the host by default (`resize=False`: the input is the network
+`benchmarks/postprocess/placement-parity-*.md`, bounded in `tests/engines/test_openvino_graph.py`). Resize stays on the host by default (`resize=False`: the input is the network
 size); `resize=True` adds PrePostProcessor's linear resize from any H x W. Measured against cv2.resize
 (`benchmarks/postprocess/placement-parity-*.md`): OpenCV's and OpenVINO's bilinear kernels differ at pixel level, so
 almost every detection moves by more than the parity tolerance (demo: 242 of 3,542 match) and it was not faster —

@@ -2,7 +2,7 @@
 
 A checkpoint holds model, optimizer, epoch, preset, class names, metrics and extra = {scheduler counters, GradScaler
 state, config, history}: enough for a killed run, resumed from its last epoch checkpoint, to end with the same
-weights as an uninterrupted one (tests/test_reliability_train.py).
+weights as an uninterrupted one (tests/train/test_reliability_train.py).
 """
 
 from __future__ import annotations

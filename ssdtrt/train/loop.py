@@ -5,7 +5,7 @@ The pieces live beside this module: `config` (TrainConfig, recipes), `schedule` 
 `distributed` (torchrun, threads). Reproducible runs use `epochs` with fixed `threads` (and `guard_minutes` only as a
 safety stop): on CPU the same config then gives the same weights bit for bit, quiet machine or loaded, and a run
 killed at any point and resumed from its last epoch checkpoint (`resume`) ends with the same weights as an
-uninterrupted one (tests/test_reliability_train.py). Under DDP the elapsed time is all-reduced (max) every step:
+uninterrupted one (tests/train/test_reliability_train.py). Under DDP the elapsed time is all-reduced (max) every step:
 every replica sees the same LR and stops at the same step, and only rank 0 evaluates, writes and reports. Library
 code: progress goes to `reporter(event, info)`.
 

@@ -225,7 +225,7 @@ def test_fallback_on_the_demo_checkpoint_meets_the_budget(tmp_path) -> None:  # 
     from ssdtrt.export.fallback import fallback_export
     from ssdtrt.model.checkpoint import load_model
 
-    ckpt = Path(__file__).resolve().parents[1] / "runs" / "demo" / "train" / "best.pt"
+    ckpt = Path(__file__).resolve().parents[2] / "runs" / "demo" / "train" / "best.pt"
     if not ckpt.is_file():
         pytest.skip(f"no demo checkpoint at {ckpt} (make demo)")
     calib = CalibrationConfig("synthetic", 64, "entropy", cache_dir=tmp_path / "calib")

@@ -16,7 +16,7 @@ import pytest
 
 from ssdtrt.serve import serve_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE = ("Could not find a version", "No matching distribution", "Failed to establish a new connection",
                "Temporary failure in name resolution", "Network is unreachable")
 

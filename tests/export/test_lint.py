@@ -20,7 +20,7 @@ def model() -> torch.nn.Module:
     return build_model("ssd-small").eval()
 
 
-# the batch-axis choices tests/test_export_matrix_lint.py does not make (it exports raw static, the others dynamic)
+# the batch-axis choices tests/export/test_matrix_lint.py does not make (it exports raw static, the others dynamic)
 @pytest.mark.parametrize(
     "mode,precision,dynamic",
     [("raw", "fp16", True), ("nms", "fp16", False), ("nms", "int8", False)],

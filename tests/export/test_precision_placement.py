@@ -1,7 +1,7 @@
 """Where precision goes: residual Q/DQ on every conv-fed Add (incl. ResNet's [Conv, Conv] downsample Add), fp16
 outside the quantized ops, fp32 for L2 norms and the tail after the head concatenation — on a tiny graph with the
 same structures as SSD300-ResNet50 / -VGG16 (bottlenecks, L2Norm, heads → Concat → decode + softmax), so it runs in
-seconds; `test_export_matrix_lint.py` checks the full presets."""
+seconds; `tests/export/test_matrix_lint.py` checks the full presets."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.integration  # whole commands in subprocesses, one per fault
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

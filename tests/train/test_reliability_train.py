@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.integration  # SIGKILLed training processes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: 3 epochs x 4 steps of 8 images; the val set is scored on 8 images after each epoch
 ARGS = ["train", "--preset", "ssd-small", "--data", "synthetic", "--epochs", "3", "--train-size", "32",
         "--eval-limit", "8", "--threads", "1", "--workers", "0", "--seed", "0"]

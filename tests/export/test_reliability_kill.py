@@ -27,7 +27,7 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.integration  # SIGKILLed export / build-engine processes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAX_STEPS = 12  # bound on exact kill points per command (an export has 4, an OpenVINO build 5)
 
 HARNESS = r"""

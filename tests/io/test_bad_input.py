@@ -23,7 +23,7 @@ from ssdtrt.io.images import decode_image, iter_inputs, read_image
 
 torch = pytest.importorskip("torch")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def smooth_image(h: int, w: int, seed: int, channels: int = 3) -> np.ndarray:

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.integration  # subprocesses with `import torch` blocked
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASS_NAMES = ("cat", "dog", "car", "bus", "tree", "sign")
 
 #: Child prologue: any `import torch...` fails, as on a host where torch is not installed.

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration  # two `ssdtrt detect` processes at once
 if not hasattr(os, "mkfifo"):
     pytest.skip("the overlap gate needs named pipes (os.mkfifo): not available on this OS", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 3  # pairs held at the gate together (bounded)
 GATE_TIMEOUT_S = 240.0  # both runs must reach their pipe within this (model load + earlier images)
 

@@ -15,7 +15,7 @@ from ssdtrt.runtime.cuda_buffers import nvidia_driver_present
 
 pytestmark = pytest.mark.integration  # runs benchmarks/gpu/gpu_check.py and its ssdtrt commands as subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu" / "gpu_check.py"
 STEPS = ["pytest-gpu", "postprocess-gpu", "cuda-python-roundtrip", "torch-cuda-detect", "torch-cuda-latency",
          "tensorrt-export", "tensorrt-build", "tensorrt-parity", "tensorrt-streaming", "tensorrt-latency",

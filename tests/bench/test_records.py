@@ -12,7 +12,7 @@ import pytest
 
 from ssdtrt.bench.record_paths import OUTSIDE, portable_path, portable_record, portable_text, repository_root
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECORD_SUFFIXES = {".json", ".md", ".txt", ".csv"}
 # an absolute path under a folder that only exists on some machine (after a non-path character: not "img/s")
 ABSOLUTE = re.compile(

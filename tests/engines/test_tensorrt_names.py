@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "tensorrt_names"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tensorrt_names"
 VERSIONS = ("10.0.1", "10.16.1.11", "11.4.0.106")
 
 # file -> expressions that hold TensorRT objects there (besides the `trt` module itself)

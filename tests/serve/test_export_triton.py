@@ -31,7 +31,7 @@ from ssdtrt.serve.tritonserver import TritonProcess  # noqa: E402
 pytestmark = pytest.mark.integration  # starts the bundled tritonserver on the written repositories
 
 K = 40
-ROOT = str(Path(__file__).resolve().parent.parent)
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def export(model: Path, out: Path, detector: str, name: str = "ssd", *extra: str) -> Path:
