@@ -204,6 +204,15 @@ class Detector:
         """Start inference of a preprocessed batch and return at once (`.result()`: its outputs, padding dropped)."""
         return PaddedRequests.start(batch, self.static_batch, lambda rows: self.runner.infer_async({self.input.name: rows}))
 
+    def fix_batch(self, batch: int) -> bool:
+        """Let the runner run every later request at exactly `batch` images if that is faster for it (OpenVINO
+        under the THROUGHPUT hint recompiles a dynamic-batch model, see `OpenVINORunner.fix_batch`); `static_batch`
+        then says so and shorter batches are padded. True when the runner changed."""
+        if not self.runner.fix_batch(batch):
+            return False
+        self.stages.input = next(iter(self.runner.input_metadata().values()))
+        return True
+
     def optimal_in_flight(self) -> int:
         """Requests worth keeping pending at once on this runner."""
         return max(1, self.runner.optimal_in_flight())

