@@ -20,6 +20,18 @@ def resize_rgb(image_rgb: np.ndarray, spec: Preprocess) -> np.ndarray:
     return cv2.resize(image_rgb, (spec.width, spec.height), interpolation=_INTERP[spec.interpolation])
 
 
+def resize_batch(images_rgb: Sequence[np.ndarray], spec: Preprocess) -> np.ndarray:
+    """HxWx3 uint8 RGB images of any sizes → one [N, H, W, 3] uint8 batch at the network size, each image resized
+    straight into its row (`cv2.resize(..., dst=...)`: no per-image array and no stacking copy)."""
+    batch = np.empty((len(images_rgb), spec.height, spec.width, 3), dtype=np.uint8)
+    for row, image in zip(batch, images_rgb):
+        if image.shape[0] == spec.height and image.shape[1] == spec.width:
+            row[...] = image
+        else:
+            cv2.resize(image, (spec.width, spec.height), dst=row, interpolation=_INTERP[spec.interpolation])
+    return batch
+
+
 def normalization_constants(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
     """(scale, shift) per channel in float32: normalized = x * scale - shift, i.e. (x / 255 - mean) / std. The
     in-graph preprocess of OpenVINO and ONNX exports uses these same constants and operations."""
@@ -46,5 +58,4 @@ def normalize_batch(images_rgb: np.ndarray, spec: Preprocess) -> np.ndarray:
 
 def preprocess_images(images_rgb: Sequence[np.ndarray], spec: Preprocess) -> np.ndarray:
     """Decoded RGB uint8 images of any sizes → one normalized NCHW float32 batch."""
-    resized = np.stack([resize_rgb(img, spec) for img in images_rgb])
-    return normalize_batch(resized, spec)
+    return normalize_batch(resize_batch(images_rgb, spec), spec)

@@ -15,7 +15,7 @@ import numpy as np
 from ssdtrt.core.config import Preprocess
 from ssdtrt.core.errors import ManifestError
 from ssdtrt.core.manifest import Manifest
-from ssdtrt.preprocess.host import preprocess_images, resize_rgb
+from ssdtrt.preprocess.host import preprocess_images, resize_batch
 from ssdtrt.runtime.base import TensorMeta
 
 __all__ = ["EnginePreprocess", "HostPreprocess", "preprocessor_for"]
@@ -41,7 +41,7 @@ class HostPreprocess:
 class EnginePreprocess:
     """For a model whose graph takes the decoded image (`input_format` "uint8-nhwc": an ONNX exported with
     `--input uint8-nhwc`, an OpenVINO IR built with it): only the resize to the network size stays on the host
-    (`resize_rgb`, as the host stage resizes); type, channel order, normalization and layout are the graph's."""
+    (`resize_batch`, as the host stage resizes); type, channel order, normalization and layout are the graph's."""
 
     placement = "engine"
 
@@ -54,7 +54,7 @@ class EnginePreprocess:
     def __call__(self, images_rgb: Sequence[np.ndarray]) -> np.ndarray:
         if len(images_rgb) == 0:
             raise ValueError("preprocess needs at least one image")
-        return np.stack([resize_rgb(np.asarray(img, dtype=np.uint8), self.spec) for img in images_rgb])
+        return resize_batch([np.asarray(img, dtype=np.uint8) for img in images_rgb], self.spec)
 
 
 def preprocessor_for(manifest: Manifest, input_meta: TensorMeta) -> HostPreprocess | EnginePreprocess:

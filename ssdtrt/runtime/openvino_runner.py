@@ -88,6 +88,7 @@ class OpenVINORunner(Runner):
         self._request: Any = None
         self._output_names: list[str] = []
         self._fixed_batch: int | None = None  # `fix_batch`: the dynamic batch compiled at this size
+        self._input_ports: list[tuple[Any, str, list[int | None], str]] | None = None  # `_feed_problem`, per compile
 
     def compile_config(self) -> dict[str, Any]:
         """The compile properties (keyed by OpenVINO property name) this runner passes to `compile_model`."""
@@ -153,6 +154,7 @@ class OpenVINORunner(Runner):
         self._queue = None
         self._request = None
         self._compiled = None
+        self._input_ports = None
 
     # ------------------------------------------------------------------------------------------ throughput mode
     @classmethod
@@ -212,7 +214,10 @@ class OpenVINORunner(Runner):
 
     def infer_async(self, feeds: dict[str, np.ndarray]) -> Future[dict[str, np.ndarray]]:
         """Start a request on the AsyncInferQueue (blocks while every request is busy); the Future gets copies of
-        the outputs from OpenVINO's completion callback, or its exception."""
+        the outputs from OpenVINO's completion callback, or its exception.
+
+        The request reads contiguous inputs of the model's dtype in place (`share_inputs`: no copy of the batch; the
+        arrays are held until the request is done): do not write into them before the Future is done."""
         if not self.is_active:
             self.activate()
         future: Future[dict[str, np.ndarray]] = Future()
@@ -228,7 +233,7 @@ class OpenVINORunner(Runner):
                 self._queue = ov.AsyncInferQueue(self._compiled, self.optimal_in_flight())
                 self._queue.set_callback(self._on_done)
             try:
-                self._queue.start_async(inputs, future)
+                self._queue.start_async(inputs, (future, inputs), share_inputs=True)
             except Exception as err:  # noqa: BLE001 - wrong shapes / types surface as OpenVINO RuntimeErrors
                 future.set_exception(err)
             else:
@@ -237,16 +242,24 @@ class OpenVINORunner(Runner):
         return future
 
     def _feed_problem(self, inputs: dict[str, np.ndarray]) -> str | None:
-        ov = import_openvino()
-        for port in self._compiled.inputs:
-            arr = next((inputs[n] for n in port.get_names() if n in inputs), None)
+        """Why OpenVINO would refuse these feeds (a missing input, a wrong rank or static dimension), or None; checked
+        in Python against the ports' shapes read once per compile (OpenVINO's own shape objects cost ~0.1 ms a call)."""
+        if self._input_ports is None:
+            self._input_ports = [
+                (port.get_names(), port.get_any_name(), [None if d.is_dynamic else d.get_length() for d in port.get_partial_shape()],
+                 str(port.get_partial_shape()))
+                for port in self._compiled.inputs
+            ]
+        for names, name, dims, shown in self._input_ports:
+            arr = next((inputs[n] for n in names if n in inputs), None)
             if arr is None:
-                return f"no feed for input {port.get_any_name()!r} (got {sorted(inputs)})"
-            if not port.get_partial_shape().compatible(ov.PartialShape(list(arr.shape))):
-                return f"input {port.get_any_name()!r} has shape {tuple(arr.shape)}, the model takes {port.get_partial_shape()}"
+                return f"no feed for input {name!r} (got {sorted(inputs)})"
+            if len(arr.shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, arr.shape)):
+                return f"input {name!r} has shape {tuple(arr.shape)}, the model takes {shown}"
         return None
 
-    def _on_done(self, request: Any, future: Future[dict[str, np.ndarray]]) -> None:
+    def _on_done(self, request: Any, userdata: tuple[Future[dict[str, np.ndarray]], Any]) -> None:
+        future = userdata[0]  # userdata[1]: the shared inputs, held until now
         try:  # copies: the request's output memory is reused by its next run
             out = {name: np.array(request.get_output_tensor(i).data) for i, name in enumerate(self._output_names)}
         except Exception as err:  # noqa: BLE001

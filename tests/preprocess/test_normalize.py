@@ -31,3 +31,22 @@ def test_preprocess_resizes_each_image_to_the_network_size() -> None:
     assert batch.shape == (2, 3, spec.height, spec.width)
     expected = (200 / 255 - np.asarray(spec.mean)) / np.asarray(spec.std)
     np.testing.assert_allclose(batch[0, :, 5, 7], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "area", "nearest"])
+def test_resize_batch_equals_cv2_resize_per_image(interpolation: str) -> None:
+    """Resizing straight into the batch rows gives cv2.resize's pixels exactly, for any input sizes (one already at
+    the network size is copied as it is)."""
+    import cv2
+
+    from ssdtrt.preprocess.host import resize_batch
+
+    spec = Preprocess(24, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), interpolation=interpolation)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((48, 64, 3), (24, 32, 3), (17, 90, 3))]
+    batch = resize_batch(images, spec)
+    assert batch.shape == (3, 24, 32, 3) and batch.dtype == np.uint8 and batch.flags.c_contiguous
+    flag = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}[interpolation]
+    for row, image in zip(batch, images):
+        expected = image if image.shape[:2] == (24, 32) else cv2.resize(image, (32, 24), interpolation=flag)
+        np.testing.assert_array_equal(row, expected)
