@@ -53,10 +53,22 @@ def latency_rows(runs: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def netsize(path: Path | None) -> list[str]:
+    """The optional table of the same builds on frames already at the network size (no host resize)."""
+    if path is None:
+        return []
+    report = json.loads(path.read_text())
+    size = "×".join(str(x) for x in report["settings"]["image_size_hw"])
+    return [f"## Throughput on frames already at the network size ({size}: no host resize)", "",
+            "| model | placement | batch | pipeline img/s | bare img/s | bare reference | ratio (median; rounds) | latency p50 ms |",
+            "|---|---|---:|---:|---:|---|---|---:|", *throughput_rows(report), ""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--throughput", type=Path, required=True)
     ap.add_argument("--latency", type=Path, nargs="+", required=True)
+    ap.add_argument("--throughput-netsize", type=Path, help="bench throughput JSON on frames at the network size")
     ap.add_argument("--machine", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -68,7 +80,7 @@ def main() -> None:
              "ratios (each from one run, bare and pipeline alternated), not the absolute figures.", "",
              "## Throughput (480×640 decoded frames in; bare = the raw-heads IR's own loop, same requests and batch)", "",
              "| model | placement | batch | pipeline img/s | bare img/s | bare reference | ratio (median; rounds) | latency p50 ms |",
-             "|---|---|---:|---:|---:|---|---|---:|", *throughput_rows(tp), "",
+             "|---|---|---:|---:|---:|---|---|---:|", *throughput_rows(tp), "", *netsize(args.throughput_netsize),
              f"## Batch-1 latency, ms p50 (median over {len(lat)} alternated runs); ratio = e2e ÷ the run's raw-heads inference", "",
              "| model | placement | pre | infer | post | e2e | e2e ÷ raw-heads infer (median; runs) |",
              "|---|---|---:|---:|---:|---:|---|", *latency_rows(lat), ""]

@@ -54,6 +54,11 @@ $SSDTRT bench throughput $W/r50-int8-{host,engine,engine-u8}.xml $W/demo-int8-{h
   --seconds 30 --rounds 5 --image-size 480x640 --no-sequential \
   --json $OUT/placement-throughput.json --markdown $OUT/placement-throughput.md
 
+# 2b. the demo builds on frames already at the network size (160x160): the host resize of 2. taken out, to say how
+#     much of the demo's gap it is
+$SSDTRT bench throughput $W/demo-int8-{host,engine,engine-u8}.xml --seconds 30 --rounds 5 --image-size 160x160 \
+  --no-sequential --json $OUT/placement-throughput-netsize.json --markdown $OUT/placement-throughput-netsize.md
+
 # 3. batch-1 latency, pre / infer / post per placement side by side, alternated ROUNDS times
 lat=()
 for r in $(seq 1 "$ROUNDS"); do
@@ -70,6 +75,12 @@ PYTHONPATH=. $PY $LAT/placement_interleaved.py r50-int8=$W/r50-int8 demo-int8=$W
 PYTHONPATH=. $PY $LAT/placement_graph_cost.py $W/demo-int8 --batch 1 8 --threads 1 --rounds 5 --out $LAT/placement-graph-cost.txt
 PYTHONPATH=. $PY $LAT/placement_graph_cost.py $W/r50-int8 --batch 1 --threads 2 --rounds 10 --out $W/graph-cost-r50.txt
 cat $W/graph-cost-r50.txt >> $LAT/placement-graph-cost.txt
+# 6. where the demo's CPU goes in the stream: per thread and per host stage, engine pre+post and host placement
+for b in engine-u8 host; do
+  PYTHONPATH=. $PY $OUT/profile_placement.py $W/demo-int8-$b.xml --image-size 480x640 --seconds 10 --out $W/profile-$b.txt
+done
+cat $W/profile-engine-u8.txt $W/profile-host.txt > $OUT/profile-placement.txt
 echo "load average after: $(cat /proc/loadavg)" >> $OUT/placement-machine.txt
 PYTHONPATH=. $PY $OUT/placement_summary.py --throughput $OUT/placement-throughput.json --latency "${lat[@]}" \
+  --throughput-netsize $OUT/placement-throughput-netsize.json \
   --machine $OUT/placement-machine.txt --out $OUT/placement.md
