@@ -77,11 +77,11 @@ def _diff(a: list[Detections], b: list[Detections], thr: float) -> dict[str, Any
 
 
 def run_model(name: str, onnx: Path, work: Path, n_images: int, with_map: bool, size_hw: tuple[int, int] | None) -> dict[str, Any]:
-    import openvino as ov
     from openvino.preprocess import PrePostProcessor  # noqa: F401 - fail early when missing
 
     from ssdtrt.postprocess.openvino_graph import append_detection_output
     from ssdtrt.preprocess.openvino_ppp import add_uint8_input
+    from ssdtrt.runtime.openvino_runner import openvino_core
 
     src = read_manifest(onnx)
     spec = src.model_spec
@@ -89,7 +89,7 @@ def run_model(name: str, onnx: Path, work: Path, n_images: int, with_map: bool, 
     work.mkdir(parents=True, exist_ok=True)
     eng = build_openvino(onnx, work / f"{name}-engine", postprocess="engine", input_format="uint8-nhwc")
     ref_xml = eng.reference.engine_path
-    core = ov.Core()
+    core = openvino_core()  # the Core build_openvino used: one per process (openvino_core says why)
     ref = _compile(core, core.read_model(str(ref_xml)))
     eng_f32in = _compile(core, append_detection_output(core.read_model(str(ref_xml)), spec, settings))
     eng_u8 = _compile(core, core.read_model(str(eng.engine_path)))

@@ -33,7 +33,7 @@ from ssdtrt.core.manifest import (
     tool_versions,
     weights_path_for,
 )
-from ssdtrt.runtime.openvino_runner import PRECISION_HINTS, OpenVINORunner, import_openvino
+from ssdtrt.runtime.openvino_runner import PRECISION_HINTS, OpenVINORunner, import_openvino, openvino_core
 
 
 #: Where an OpenVINO build puts the postprocess: "host" (raw heads out, numpy decodes) or "engine" (DetectionOutput).
@@ -149,7 +149,7 @@ def reference_path_for(engine_xml: str | os.PathLike[str]) -> Path:
 
 def _read(ov: Any, onnx_path: Path) -> Any:
     try:
-        return ov.Core().read_model(str(onnx_path))
+        return openvino_core().read_model(str(onnx_path))
     except Exception as err:  # noqa: BLE001 - OpenVINO's own RuntimeError types
         raise EngineBuildError(f"{onnx_path}: OpenVINO cannot read it ({_first_line(err)})") from err
 

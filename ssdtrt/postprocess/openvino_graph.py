@@ -1,7 +1,9 @@
 """Postprocess inside the OpenVINO graph: softmax + `DetectionOutput` (opset 8, Caffe SSD semantics) appended to a
 raw-heads model, so the engine hands back detections instead of 2.8 MB of logits.
 
-    model = append_detection_output(ov.Core().read_model("m_raw.xml"), spec, settings)
+    from ssdtrt.runtime.openvino_runner import openvino_core  # the process's one ov.Core (it says why)
+
+    model = append_detection_output(openvino_core().read_model("m_raw.xml"), spec, settings)
 
 The op (checked against OpenVINO's CPU implementation and measured in `tests/engines/test_openvino_graph.py`):
 scores must be `> confidence_threshold`; `top_k` keeps the best per class before NMS (ties by lower prior index);

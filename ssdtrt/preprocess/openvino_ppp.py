@@ -2,7 +2,9 @@
 uint8, NHWC, the reader's channel order (RGB) — and converts type, layout, colour and normalization itself; the
 steps are saved in the IR.
 
-    model = add_uint8_input(ov.Core().read_model("m_raw.xml"), spec.preprocess)
+    from ssdtrt.runtime.openvino_runner import openvino_core  # the process's one ov.Core (it says why)
+
+    model = add_uint8_input(openvino_core().read_model("m_raw.xml"), spec.preprocess)
 
 Normalization is a custom step with `ssdtrt.preprocess.host.normalize_batch`'s constants and operations
 (x * (1 / (255 std)) - mean / std in float32); the CPU plugin may fuse them into the first layer, so the heads

@@ -40,6 +40,28 @@ def import_openvino() -> Any:
     return ov
 
 
+_CORE: Any = None
+_CORE_LOCK = threading.Lock()
+
+
+def openvino_core() -> Any:
+    """The process's one `ov.Core`, shared by every runner, build and graph edit of ssdtrt (created on first use).
+
+    One Core, not one per use: OpenVINO's CPU plugin (2026.4), when a Core first compiles for CPU, installs its own
+    signal alternate stack on that thread (`sigaltstack`) and, when that Core's plugin is destroyed, puts back the
+    stack it found. Two Cores whose lifetimes overlap without nesting (A created, B created, A freed, B freed) leave
+    the thread on A's freed stack; the next signal with a handler (e.g. torch DataLoader's SIGCHLD handler when a
+    subprocess exits) cannot be delivered and the kernel kills the process with SIGSEGV (faulthandler cannot report
+    it: its handler needs the same stack). With one Core the plugin is created once and lives until exit.
+    Compile settings are passed per `compile_model` call, never set on the Core, so sharing it changes no result.
+    """
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            _CORE = import_openvino().Core()
+        return _CORE
+
+
 class OpenVINORunner(Runner):
     """One model compiled by OpenVINO for one device: one sync infer request, plus an AsyncInferQueue for
     `infer_async` (created on first use; `num_requests` or the compiled model's optimal number of requests)."""
@@ -106,8 +128,7 @@ class OpenVINORunner(Runner):
         return config
 
     def _activate(self) -> None:
-        ov = import_openvino()
-        core = ov.Core()
+        core = openvino_core()
         try:
             model = core.read_model(str(self.path))
         except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses of its own

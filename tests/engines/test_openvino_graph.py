@@ -22,6 +22,7 @@ from ssdtrt.core.priors import default_boxes
 from ssdtrt.postprocess.host_numpy import postprocess_numpy
 from ssdtrt.postprocess.onnx_nms import NMS_OUTPUTS
 from ssdtrt.postprocess.parity import compare_sets
+from ssdtrt.runtime.openvino_runner import openvino_core
 
 pytestmark = pytest.mark.openvino
 ov = pytest.importorskip("openvino")
@@ -30,7 +31,7 @@ SMALL = get_preset("ssd-small")
 
 
 def _compile(model):  # noqa: ANN001, ANN202
-    return ov.Core().compile_model(model, "CPU", F32)
+    return openvino_core().compile_model(model, "CPU", F32)
 
 
 def _detections(compiled, inputs, threshold: float = -1.0, keep: int | None = None) -> list[Detections]:  # noqa: ANN001
@@ -126,7 +127,7 @@ def small_heads_and_engine(small_raw_onnx: Path):  # noqa: ANN201
     """Raw heads of the IR on 8 random images, the engine-placed model of the same IR, and the images."""
     from ssdtrt.postprocess.openvino_graph import append_detection_output
 
-    core = ov.Core()
+    core = openvino_core()
     x = np.random.default_rng(0).standard_normal((8, 3, 160, 160)).astype(np.float32)
     raw = _compile(core.read_model(str(small_raw_onnx)))
     out = raw(x)
@@ -186,7 +187,7 @@ def test_uint8_input_gives_the_host_normalized_heads(small_raw_onnx: Path) -> No
     from ssdtrt.preprocess.host import normalize_batch
     from ssdtrt.preprocess.openvino_ppp import add_uint8_input
 
-    core = ov.Core()
+    core = openvino_core()
     images = np.random.default_rng(2).integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
     raw = _compile(core.read_model(str(small_raw_onnx)))
     ppp = _compile(add_uint8_input(core.read_model(str(small_raw_onnx)), SMALL.preprocess))

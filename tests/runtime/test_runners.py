@@ -62,6 +62,31 @@ def test_open_runner_openvino_from_onnx_and_ir(small_raw_onnx: Path, tmp_path: P
         np.testing.assert_allclose(a.infer({"images": x})["logits"], b.infer({"images": x})["logits"], atol=1e-5)
 
 
+# Two runners closed in the order they were opened (not nested), then a subprocess exits while a SIGCHLD handler is
+# installed (as torch's DataLoader installs one). With one ov.Core per runner, OpenVINO's CPU plugin left the thread
+# on the first runner's freed signal stack and the SIGCHLD killed the process with SIGSEGV (`openvino_core` says
+# why). A fresh interpreter, so no earlier test's Core or handler decides the outcome.
+_OVERLAPPING_RUNNERS = """
+import signal, subprocess, sys
+from ssdtrt.runtime import open_runner
+signal.signal(signal.SIGCHLD, lambda *_: None)
+a = open_runner(sys.argv[1], backend="openvino"); a.activate()
+b = open_runner(sys.argv[1], backend="openvino"); b.activate()
+a.deactivate(); b.deactivate()
+del a, b
+sys.exit(subprocess.run([sys.executable, "-c", "pass"]).returncode)
+"""
+
+
+@pytest.mark.openvino
+def test_openvino_runners_closed_out_of_order_leave_signal_delivery_working(small_raw_onnx: Path) -> None:
+    from ssdtrt.runtime.openvino_runner import openvino_core
+
+    assert openvino_core() is openvino_core()
+    result = subprocess.run([sys.executable, "-c", _OVERLAPPING_RUNNERS, str(small_raw_onnx)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+
 def test_tensorrt_runner_without_tensorrt_is_a_clear_error(small_raw_onnx: Path, tmp_path: Path) -> None:
     reason = available_backends()["tensorrt"]
     if reason is None:
