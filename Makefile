@@ -28,12 +28,11 @@ demo: venv
 	$(PY) -m ssdtrt.cli.app demo --out runs/demo
 
 # the serving tests need the serving env (built once, ~1-2 min, then cached by its stamp).
-# ISOLATED: the tests that build engine-placed OpenVINO graphs in-process (DetectionOutput / PrePostProcessor appended
-# with OpenVINO's Python graph API) run each in a pytest process of their own. In one process with the rest of the
-# suite, a later subprocess-spawning test segfaulted the runner (found 2026-12-06 on numpy 1.26 and 2.4 alike,
-# openvino 2026.4.1; root cause open — docs/architecture.md "Tests and records" has the reproducer).
-ISOLATED := tests/engines/test_openvino_graph.py tests/engines/test_openvino_placement.py \
-	tests/inference/test_placement_commands.py tests/export/test_export_uint8.py
+# ISOLATED: test files to run each in a pytest process of their own (none now). It held the four files that build
+# engine-placed OpenVINO graphs in-process, while a later subprocess-spawning test segfaulted the runner; the cause was
+# OpenVINO's CPU plugin restoring a freed signal stack when Cores were freed out of order, fixed by ssdtrt's one
+# process-wide Core (`ssdtrt.runtime.openvino_runner.openvino_core`; docs/architecture.md "Tests and records").
+ISOLATED :=
 test: venv serve-env
 	SSDTRT_SERVE_ENV=$(abspath $(SERVE_ENV)) $(PY) -m pytest -q $(addprefix --ignore=,$(ISOLATED)) $(PYTEST_ARGS)
 	for f in $(ISOLATED); do SSDTRT_SERVE_ENV=$(abspath $(SERVE_ENV)) $(PY) -m pytest -q $$f $(PYTEST_ARGS) || exit 1; done
