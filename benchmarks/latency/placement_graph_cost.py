@@ -26,7 +26,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    core = ov.Core()
+    from ssdtrt.runtime.openvino_runner import openvino_core
+
+    core = openvino_core()  # the process's one Core (openvino_core says why)
     cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": args.threads, "INFERENCE_PRECISION_HINT": "f32"}
     lines = [f"$ python benchmarks/latency/placement_graph_cost.py {' '.join(args.prefixes)} --batch "
              f"{' '.join(map(str, args.batch))} --threads {args.threads} --rounds {args.rounds}",

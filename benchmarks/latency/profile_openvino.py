@@ -18,7 +18,9 @@ import openvino as ov
 
 
 def main(xml: str, iters: int = 30) -> None:
-    core = ov.Core()
+    from ssdtrt.runtime.openvino_runner import openvino_core
+
+    core = openvino_core()  # the process's one Core (openvino_core says why)
     model = core.read_model(xml)
     model.reshape({model.inputs[0].any_name: [1, 3, 300, 300]})
     compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True})

@@ -58,9 +58,9 @@ def sqnr_map_curve(ckpt: Path, method: str, ranking: list[str], n_images: int, c
 
 def openvino_latency(models: dict[str, Path], images: np.ndarray, rounds: int, iters: int) -> dict[str, dict]:
     """p50 ms per model, batch 1, measured in `rounds` interleaved rounds of `iters` runs (shared-machine drift)."""
-    import openvino as ov
+    from ssdtrt.runtime.openvino_runner import openvino_core
 
-    core = ov.Core()
+    core = openvino_core()  # the process's one Core (openvino_core says why)
     compiled = {k: core.compile_model(str(p), "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"})
                 for k, p in models.items()}
     x = images[:1]
