@@ -87,6 +87,7 @@ def test_openvino_runners_closed_out_of_order_leave_signal_delivery_working(smal
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
 
+
 def test_tensorrt_runner_without_tensorrt_is_a_clear_error(small_raw_onnx: Path, tmp_path: Path) -> None:
     reason = available_backends()["tensorrt"]
     if reason is None:
