@@ -75,6 +75,8 @@ PYTHONPATH=. $PY $LAT/placement_interleaved.py r50-int8=$W/r50-int8 demo-int8=$W
 PYTHONPATH=. $PY $LAT/placement_graph_cost.py $W/demo-int8 --batch 1 8 --threads 1 --rounds 5 --out $LAT/placement-graph-cost.txt
 PYTHONPATH=. $PY $LAT/placement_graph_cost.py $W/r50-int8 --batch 1 --threads 2 --rounds 10 --out $W/graph-cost-r50.txt
 cat $W/graph-cost-r50.txt >> $LAT/placement-graph-cost.txt
+# 5b. the A/Bs behind the engine placement's design (softmax layout, preprocess order, fixed batch, requests in flight)
+PYTHONPATH=. $PY $LAT/placement_variants.py $W/demo-int8 --rounds 5 --seconds 4 --out $LAT/placement-variants.txt
 # 6. where the demo's CPU goes in the stream: per thread and per host stage, engine pre+post and host placement
 for b in engine-u8 host; do
   PYTHONPATH=. $PY $OUT/profile_placement.py $W/demo-int8-$b.xml --image-size 480x640 --seconds 10 --out $W/profile-$b.txt

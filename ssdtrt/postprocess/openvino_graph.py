@@ -133,8 +133,8 @@ def append_detection_output(
 def _class_softmax(ops: Any, logits: Any) -> Any:
     """Softmax over the class axis of [N, P, C] logits, computed on the [N, C, P] view: the CPU plugin's softmax
     over a short last axis (C = 7 on the demo model) runs ~2.7x slower than over the long prior axis, and the two
-    transposes cost less than the difference (demo, [8, 2390, 7], one thread: 0.92 -> 0.34 ms; values within 3e-7
-    of the direct softmax)."""
+    transposes cost less than the difference (demo, [8, 2390, 7], one thread: 0.86 -> 0.31 ms, values within 2.4e-7
+    of the direct softmax; `benchmarks/latency/placement-variants.txt`)."""
     swap = np.asarray([0, 2, 1], dtype=np.int64)
     return ops.transpose(ops.softmax(ops.transpose(logits, swap), 1), swap)
 

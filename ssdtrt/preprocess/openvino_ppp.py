@@ -46,8 +46,9 @@ def add_uint8_input(model: Any, spec: Preprocess, *, resize: bool = False, reade
     if resize:
         steps.resize(ResizeAlgorithm.RESIZE_LINEAR, spec.height, spec.width)
     # NHWC -> NCHW on the uint8 pixels, then convert and normalize per channel plane (as `normalize_batch` does):
-    # a 3-wide per-channel broadcast over NHWC floats cost the CPU plugin 0.81 ms per 8 demo images (one thread),
-    # transposing the bytes first 0.49 ms (PERF_COUNT, 2-core EPYC); the values are the same float32 operations
+    # a 3-wide per-channel broadcast over NHWC floats cost the CPU plugin 0.61 ms per 8 demo images (one thread),
+    # transposing the bytes first 0.45 ms (PERF_COUNT, `benchmarks/latency/placement-variants.txt`); the values are
+    # the same float32 operations
     steps.convert_layout(ov.Layout("NCHW"))
     steps.convert_element_type(ov.Type.f32)
     scale, shift = normalization_constants(spec)

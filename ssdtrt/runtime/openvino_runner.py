@@ -110,7 +110,7 @@ class OpenVINORunner(Runner):
         self._request: Any = None
         self._output_names: list[str] = []
         self._fixed_batch: int | None = None  # `fix_batch`: the dynamic batch compiled at this size
-        self._input_ports: list[tuple[Any, str, list[int | None], str]] | None = None  # `_feed_problem`, per compile
+        self._input_ports: list[tuple[Any, str, list[int | None], str]] = []  # `_feed_problem`: read per compile
 
     def compile_config(self) -> dict[str, Any]:
         """The compile properties (keyed by OpenVINO property name) this runner passes to `compile_model`."""
@@ -149,6 +149,11 @@ class OpenVINORunner(Runner):
             )
         self._check_class_count()
         self._request = self._compiled.create_infer_request()
+        self._input_ports = [
+            (port.get_names(), port.get_any_name(), [None if d.is_dynamic else d.get_length() for d in port.get_partial_shape()],
+             str(port.get_partial_shape()))
+            for port in self._compiled.inputs
+        ]
 
     def _check_class_count(self) -> None:
         """The IR's class axis (NPC outputs) must agree with the manifest: a swapped or stale sidecar is caught here."""
@@ -175,7 +180,7 @@ class OpenVINORunner(Runner):
         self._queue = None
         self._request = None
         self._compiled = None
-        self._input_ports = None
+        self._input_ports = []
 
     # ------------------------------------------------------------------------------------------ throughput mode
     @classmethod
@@ -206,9 +211,9 @@ class OpenVINORunner(Runner):
 
         With static shapes the CPU plugin fuses an in-graph uint8 preprocess (convert, normalize, NHWC -> NCHW) into
         the first quantize and plans the appended DetectionOutput once: the demo model's INT8 engine with pre- and
-        postprocess ran 0.69x -> 0.78x of its raw-heads network's bare throughput at 8 images (2-core EPYC,
-        `benchmarks/throughput/placement.md`); the raw-heads network itself gained nothing. Batch 1 keeps the
-        dynamic model (nothing to gain worth a recompile on a large network)."""
+        postprocess ran 0.80x -> 0.85x of its raw-heads network's bare throughput at 8 images (2-core EPYC,
+        `benchmarks/latency/placement-variants.txt`). Batch 1 keeps the dynamic model (nothing to gain worth a
+        recompile on a large network)."""
         if self.performance_mode != "throughput" or batch <= 1 or self._fixed_batch == batch:
             return False
         self.activate()
@@ -221,11 +226,10 @@ class OpenVINORunner(Runner):
 
     def optimal_in_flight(self) -> int:
         """`num_requests` if given; else the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS under the LATENCY hint
-        (1), and twice it under THROUGHPUT (one request per CPU stream computing, one queued behind it). The queued
-        one hides the host's turn between requests: a finished request's completion callback waits for the GIL
-        while Python preprocesses and postprocesses, and with only one request per stream that stream idles
-        meanwhile (demo model, engine pre+post, 2 streams on 2 cores: 0.66x -> 0.82x of the bare loop with 4 in
-        flight, CPU 182% -> 199%; `benchmarks/throughput/placement.md`)."""
+        (1), and twice it under THROUGHPUT (one request per CPU stream computing, one queued behind it), so a stream
+        has work while a finished request's completion callback waits for the GIL. Small once the batch is fixed:
+        the demo stream ran 1627 -> 1634 img/s (198% -> 199% CPU; `benchmarks/latency/placement-variants.txt`);
+        the recorded placement benchmarks ran with it."""
         if self.num_requests:
             return int(self.num_requests)
         if self._compiled is None:
@@ -265,12 +269,6 @@ class OpenVINORunner(Runner):
     def _feed_problem(self, inputs: dict[str, np.ndarray]) -> str | None:
         """Why OpenVINO would refuse these feeds (a missing input, a wrong rank or static dimension), or None; checked
         in Python against the ports' shapes read once per compile (OpenVINO's own shape objects cost ~0.1 ms a call)."""
-        if self._input_ports is None:
-            self._input_ports = [
-                (port.get_names(), port.get_any_name(), [None if d.is_dynamic else d.get_length() for d in port.get_partial_shape()],
-                 str(port.get_partial_shape()))
-                for port in self._compiled.inputs
-            ]
         for names, name, dims, shown in self._input_ports:
             arr = next((inputs[n] for n in names if n in inputs), None)
             if arr is None:
